@@ -32,7 +32,7 @@ enum aiofsync_opcode {
 };
 
 /* Request flags (struct aiofsync_req.flags). */
-#define AIOFSYNC_REQ_EVENTFD	(1U << 0)	/* signal eventfd @resfd on completion */
+#define AIOFSYNC_REQ_EVENTFD	0x1		/* signal eventfd @resfd on completion */
 #define AIOFSYNC_REQ_FLAGS_ALL	(AIOFSYNC_REQ_EVENTFD)
 
 /* Largest priority: like aio_reqprio, a larger value is served later. */
@@ -93,7 +93,7 @@ struct aiofsync_submit {
 };
 
 /* Completion flags (struct aiofsync_event.flags). */
-#define AIOFSYNC_EV_SHARED_FLUSH (1U << 0)	/* one flush served several fsyncs */
+#define AIOFSYNC_EV_SHARED_FLUSH 0x1	/* one flush served several fsyncs */
 
 /**
  * struct aiofsync_event - one completion
@@ -137,9 +137,9 @@ struct aiofsync_reap {
 };
 
 /* Cancel selectors (struct aiofsync_cancel.flags): exactly one of them. */
-#define AIOFSYNC_CANCEL_TAG	(1U << 0)	/* requests with this @user_tag */
-#define AIOFSYNC_CANCEL_FD	(1U << 1)	/* requests on the file of @fd */
-#define AIOFSYNC_CANCEL_ALL	(1U << 2)	/* every request of the context */
+#define AIOFSYNC_CANCEL_TAG	0x1	/* requests with this @user_tag */
+#define AIOFSYNC_CANCEL_FD	0x2	/* requests on the file of @fd */
+#define AIOFSYNC_CANCEL_ALL	0x4	/* every request of the context */
 
 /**
  * struct aiofsync_cancel - argument of AIOFSYNC_IOC_CANCEL

@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * aiofsync internals.
+ *
+ * A context (struct aiofsync_ctx) is one open() of /dev/aiofsync. Its
+ * requests (struct aiofsync_request) take one of two paths:
+ *
+ *  - READ and WRITE wait in the context's priority queues until the context
+ *    has a free execution slot, then run on the workqueue in the submitter's
+ *    address space and with its credentials (request.c).
+ *  - FSYNC and FDATASYNC wait in the per-inode state (struct aiofsync_inode)
+ *    until every WRITE to the inode submitted before them has finished, then
+ *    join the next flush of that inode; one flush serves every sync that was
+ *    ready when it started (order.c).
+ *
+ * Every request ends in aiofsync_finish(), which posts its event to the
+ * context's completion list, where the AIOFSYNC_IOC_REAP ioctl and poll find
+ * it (context.c).
+ *
+ * Locks, outermost first:
+ *   aiofsync_ctx.lock    the context's queues, lists and counts
+ *   aiofsync_inode.lock  an inode's write list, sync queues and flush state
+ *   inode table bucket   the hash chain and the reference counts of entries
+ * Cancellation takes ctx.lock, then inode.lock; nothing takes them the other
+ * way round. Completion takes ctx.lock alone.
+ */
+#ifndef AIOFSYNC_INTERNAL_H
+#define AIOFSYNC_INTERNAL_H
+
+#include <linux/fs.h>
+#include <linux/kref.h>
+#include <linux/list.h>
+#include <linux/spinlock.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+#include <linux/aiofsync.h>
+
+struct eventfd_ctx;
+struct mm_struct;
+struct aiofsync_inode;
+
+enum aiofsync_state {
+	AIOFSYNC_QUEUED,	/* accepted, not started: may be cancelled */
+	AIOFSYNC_RUNNING,	/* its I/O or its flush has started */
+	AIOFSYNC_CANCELED,	/* taken off its queue by a cancel */
+};
+
+struct aiofsync_ctx {
+	/* Protects every field below but @wait and @ref. */
+	spinlock_t lock;
+	/* READ/WRITE not yet started, one FIFO per priority. */
+	struct list_head pending[AIOFSYNC_PRIO_MAX + 1];
+	/* Requests not yet completed, in no particular order. */
+	struct list_head active;
+	/* Completed requests, oldest first, waiting to be reaped. */
+	struct list_head done;
+	unsigned int nr_done;
+	/* Requests from submit until reaped: bounded by max_ctx_requests. */
+	unsigned int nr_requests;
+	/* Requests from submit until completed. */
+	unsigned int nr_unfinished;
+	/* READ/WRITE on the workqueue: bounded by max_ctx_active. */
+	unsigned int nr_running;
+	/* Reapers, pollers and a closing context wait here. */
+	wait_queue_head_t wait;
+	/* One for the open file, one for each unfinished request. */
+	struct kref ref;
+};
+
+struct aiofsync_request {
+	/* In ctx->active until completed, then in ctx->done; ctx->lock. */
+	struct list_head ctx_node;
+	/*
+	 * READ/WRITE: in ctx->pending[prio] while QUEUED (ctx->lock).
+	 * FSYNC/FDATASYNC: in ainode->waiting or ainode->ready while QUEUED,
+	 * then in a flush batch (ainode->lock).
+	 */
+	struct list_head queue_node;
+	/* WRITE: in ainode->writes until finished (ainode->lock). */
+	struct list_head write_node;
+	struct work_struct work;
+	struct aiofsync_ctx *ctx;
+	struct aiofsync_inode *ainode;	/* all but READ */
+	struct file *file;
+	const struct cred *cred;
+	struct mm_struct *mm;		/* READ/WRITE, grabbed, not pinned */
+	struct eventfd_ctx *eventfd;
+	u64 seq;			/* submission order on the inode */
+	enum aiofsync_state state;
+	u32 prio;
+	loff_t pos;
+	u64 len;
+	void __user *buf;
+	struct aiofsync_event ev;
+};
+
+/* Tunables (module parameters, main.c). */
+extern unsigned int aiofsync_max_ctx_requests;
+extern unsigned int aiofsync_max_requests;
+extern unsigned int aiofsync_max_ctx_active;
+
+/* main.c */
+extern struct workqueue_struct *aiofsync_wq;
+
+/* context.c */
+struct aiofsync_ctx *aiofsync_ctx_alloc(void);
+void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
+void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
+void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
+long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg);
+long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg);
+__poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
+			   struct poll_table_struct *pt);
+void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags);
+
+/* request.c */
+long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg);
+void aiofsync_request_drop_refs(struct aiofsync_request *req);
+
+/* order.c */
+void aiofsync_order_init(void);
+void aiofsync_order_exit(void);
+int aiofsync_order_attach(struct aiofsync_request *req);
+void aiofsync_order_submit(struct aiofsync_request *req);
+void aiofsync_order_detach(struct aiofsync_request *req);
+void aiofsync_order_write_done(struct aiofsync_request *req);
+bool aiofsync_order_cancel_sync(struct aiofsync_request *req);
+
+/* stats.c */
+enum aiofsync_stat {
+	AIOFSYNC_STAT_SUBMITTED,
+	AIOFSYNC_STAT_COMPLETED,
+	AIOFSYNC_STAT_CANCELED,
+	AIOFSYNC_STAT_ERRORS,
+	AIOFSYNC_STAT_FLUSHES,
+	AIOFSYNC_STAT_FLUSHES_SAVED,
+	AIOFSYNC_STAT_WRITES,
+	AIOFSYNC_STAT_READS,
+	AIOFSYNC_NR_STATS,
+};
+
+void aiofsync_stat_add(enum aiofsync_stat stat, long n);
+extern const struct attribute_group *aiofsync_attr_groups[];
+/* Requests of all contexts, from submit until reaped. */
+bool aiofsync_global_get(void);
+void aiofsync_global_put(unsigned int n);
+
+#endif /* AIOFSYNC_INTERNAL_H */

@@ -1,0 +1,376 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * A context: one open() of /dev/aiofsync. It owns the dispatch queues of its
+ * READ/WRITE requests, the list of completions waiting to be reaped, and the
+ * cancellation of its requests.
+ */
+#include <linux/eventfd.h>
+#include <linux/file.h>
+#include <linux/hrtimer.h>
+#include <linux/poll.h>
+#include <linux/sched/signal.h>
+#include <linux/slab.h>
+#include <linux/uaccess.h>
+
+#include "aiofsync.h"
+
+struct aiofsync_ctx *aiofsync_ctx_alloc(void)
+{
+	struct aiofsync_ctx *ctx;
+	int i;
+
+	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
+	if (!ctx)
+		return NULL;
+	spin_lock_init(&ctx->lock);
+	for (i = 0; i <= AIOFSYNC_PRIO_MAX; i++)
+		INIT_LIST_HEAD(&ctx->pending[i]);
+	INIT_LIST_HEAD(&ctx->active);
+	INIT_LIST_HEAD(&ctx->done);
+	init_waitqueue_head(&ctx->wait);
+	kref_init(&ctx->ref);
+	return ctx;
+}
+
+static void aiofsync_ctx_release(struct kref *ref)
+{
+	kfree(container_of(ref, struct aiofsync_ctx, ref));
+}
+
+void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
+{
+	kref_put(&ctx->ref, aiofsync_ctx_release);
+}
+
+/* Start queued READ/WRITE requests while the context has free slots. */
+void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
+{
+	unsigned int max_active = READ_ONCE(aiofsync_max_ctx_active);
+	struct aiofsync_request *req;
+	int prio;
+
+	lockdep_assert_held(&ctx->lock);
+
+	for (prio = 0; prio <= AIOFSYNC_PRIO_MAX; prio++) {
+		while (ctx->nr_running < max_active) {
+			req = list_first_entry_or_null(&ctx->pending[prio],
+						       struct aiofsync_request,
+						       queue_node);
+			if (!req)
+				break;
+			list_del_init(&req->queue_node);
+			req->state = AIOFSYNC_RUNNING;
+			ctx->nr_running++;
+			queue_work(aiofsync_wq, &req->work);
+		}
+	}
+}
+
+/*
+ * The end of every request: release what it holds, then post its event. The
+ * request must not be touched once it is on the done list: a reaper may free
+ * it at once.
+ */
+void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
+{
+	struct aiofsync_ctx *ctx = req->ctx;
+	struct eventfd_ctx *eventfd = req->eventfd;
+	u32 op = req->ev.opcode;
+	bool was_running = req->state == AIOFSYNC_RUNNING;
+
+	if (op == AIOFSYNC_OP_WRITE)
+		aiofsync_order_write_done(req);
+	aiofsync_request_drop_refs(req);
+
+	req->ev.res = res;
+	req->ev.flags = ev_flags;
+
+	aiofsync_stat_add(AIOFSYNC_STAT_COMPLETED, 1);
+	if (res == -ECANCELED)
+		aiofsync_stat_add(AIOFSYNC_STAT_CANCELED, 1);
+	else if (res < 0)
+		aiofsync_stat_add(AIOFSYNC_STAT_ERRORS, 1);
+
+	spin_lock(&ctx->lock);
+	list_move_tail(&req->ctx_node, &ctx->done);
+	ctx->nr_done++;
+	ctx->nr_unfinished--;
+	if ((op == AIOFSYNC_OP_WRITE || op == AIOFSYNC_OP_READ) && was_running) {
+		ctx->nr_running--;
+		aiofsync_ctx_dispatch(ctx);
+	}
+	spin_unlock(&ctx->lock);
+	wake_up_all(&ctx->wait);
+
+	if (eventfd) {
+#ifdef AIOFSYNC_EVENTFD_SIGNAL_ONE
+		eventfd_signal(eventfd);
+#else
+		eventfd_signal(eventfd, 1);
+#endif
+		eventfd_ctx_put(eventfd);
+	}
+	aiofsync_ctx_put(ctx);
+}
+
+/*
+ * Take a request that has not started off its queue. Called with ctx->lock
+ * held; returns false if it is running (or, for a sync, already in a flush).
+ */
+static bool aiofsync_ctx_detach(struct aiofsync_ctx *ctx,
+				struct aiofsync_request *req)
+{
+	lockdep_assert_held(&ctx->lock);
+
+	switch (req->ev.opcode) {
+	case AIOFSYNC_OP_READ:
+	case AIOFSYNC_OP_WRITE:
+		if (req->state != AIOFSYNC_QUEUED)
+			return false;
+		list_del_init(&req->queue_node);
+		req->state = AIOFSYNC_CANCELED;
+		return true;
+	default:
+		return aiofsync_order_cancel_sync(req);
+	}
+}
+
+struct aiofsync_match {
+	u32 flags;
+	struct file *file;
+	u64 user_tag;
+};
+
+static bool aiofsync_matches(const struct aiofsync_match *m,
+			     const struct aiofsync_request *req)
+{
+	if (m->flags & AIOFSYNC_CANCEL_TAG)
+		return req->ev.user_tag == m->user_tag;
+	if (m->flags & AIOFSYNC_CANCEL_FD)
+		return req->file == m->file;
+	return true;
+}
+
+/*
+ * Cancel the matching requests that have not started. They complete with
+ * -ECANCELED through aiofsync_finish(), after ctx->lock is dropped, since
+ * finishing a WRITE takes the inode lock and may start a flush.
+ */
+static void aiofsync_cancel_matching(struct aiofsync_ctx *ctx,
+				     const struct aiofsync_match *m,
+				     u32 *canceled, u32 *running)
+{
+	struct aiofsync_request *req, *tmp;
+	LIST_HEAD(victims);
+
+	*canceled = 0;
+	*running = 0;
+	spin_lock(&ctx->lock);
+	list_for_each_entry_safe(req, tmp, &ctx->active, ctx_node) {
+		if (!aiofsync_matches(m, req))
+			continue;
+		if (aiofsync_ctx_detach(ctx, req)) {
+			list_move_tail(&req->ctx_node, &victims);
+			(*canceled)++;
+		} else {
+			(*running)++;
+		}
+	}
+	spin_unlock(&ctx->lock);
+
+	/*
+	 * The victims are on no list the context scans: aiofsync_finish()
+	 * puts each on the done list.
+	 */
+	list_for_each_entry_safe(req, tmp, &victims, ctx_node)
+		aiofsync_finish(req, -ECANCELED, 0);
+}
+
+long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg)
+{
+	struct aiofsync_cancel arg;
+	struct aiofsync_match m = {};
+	long ret = 0;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.canceled || arg.running)
+		return -EINVAL;
+	switch (arg.flags) {
+	case AIOFSYNC_CANCEL_TAG:
+		if (arg.fd)
+			return -EINVAL;
+		break;
+	case AIOFSYNC_CANCEL_FD:
+		if (arg.user_tag)
+			return -EINVAL;
+		if (arg.fd > INT_MAX)
+			return -EBADF;
+		m.file = fget(arg.fd);
+		if (!m.file)
+			return -EBADF;
+		break;
+	case AIOFSYNC_CANCEL_ALL:
+		if (arg.fd || arg.user_tag)
+			return -EINVAL;
+		break;
+	default:
+		return -EINVAL;
+	}
+	m.flags = arg.flags;
+	m.user_tag = arg.user_tag;
+
+	aiofsync_cancel_matching(ctx, &m, &arg.canceled, &arg.running);
+	if (copy_to_user(uarg, &arg, sizeof(arg)))
+		ret = -EFAULT;
+	if (m.file)
+		fput(m.file);
+	return ret;
+}
+
+/* Last close: cancel what has not started, wait for the rest, free it all. */
+void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
+{
+	struct aiofsync_match all = { .flags = AIOFSYNC_CANCEL_ALL };
+	struct aiofsync_request *req, *tmp;
+	u32 canceled, running;
+	LIST_HEAD(done);
+
+	aiofsync_cancel_matching(ctx, &all, &canceled, &running);
+	/*
+	 * Like io_destroy(), wait for requests already running: their I/O
+	 * cannot be stopped, and once close() returns they are over.
+	 */
+	wait_event(ctx->wait, READ_ONCE(ctx->nr_unfinished) == 0);
+
+	spin_lock(&ctx->lock);
+	list_splice_init(&ctx->done, &done);
+	ctx->nr_done = 0;
+	ctx->nr_requests = 0;
+	spin_unlock(&ctx->lock);
+
+	list_for_each_entry_safe(req, tmp, &done, ctx_node) {
+		list_del(&req->ctx_node);
+		kfree(req);
+		aiofsync_global_put(1);
+	}
+	aiofsync_ctx_put(ctx);
+}
+
+/* Move up to @max completed requests to @out. */
+static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
+				       struct list_head *out, unsigned int max)
+{
+	struct aiofsync_request *req, *tmp;
+	unsigned int n = 0;
+
+	spin_lock(&ctx->lock);
+	list_for_each_entry_safe(req, tmp, &ctx->done, ctx_node) {
+		if (n == max)
+			break;
+		list_move_tail(&req->ctx_node, out);
+		n++;
+	}
+	ctx->nr_done -= n;
+	ctx->nr_requests -= n;
+	spin_unlock(&ctx->lock);
+	return n;
+}
+
+/* Put back, at the head and in order, the events a faulting copy left. */
+static void aiofsync_untake_done(struct aiofsync_ctx *ctx,
+				 struct list_head *left, unsigned int n)
+{
+	spin_lock(&ctx->lock);
+	list_splice(left, &ctx->done);
+	ctx->nr_done += n;
+	ctx->nr_requests += n;
+	spin_unlock(&ctx->lock);
+}
+
+static bool aiofsync_enough_done(struct aiofsync_ctx *ctx, unsigned int min_nr)
+{
+	return READ_ONCE(ctx->nr_done) >= min_nr;
+}
+
+static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int min_nr,
+			      u64 timeout_ns)
+{
+	int ret;
+
+	if (!min_nr || aiofsync_enough_done(ctx, min_nr) || !timeout_ns)
+		return 0;
+	if (timeout_ns == AIOFSYNC_TIMEOUT_INFINITE) {
+		ret = wait_event_interruptible(ctx->wait,
+					       aiofsync_enough_done(ctx, min_nr));
+	} else {
+		ktime_t timeout = ns_to_ktime(min_t(u64, timeout_ns, KTIME_MAX));
+
+		ret = wait_event_interruptible_hrtimeout(ctx->wait,
+							 aiofsync_enough_done(ctx, min_nr),
+							 timeout);
+	}
+	if (ret == -ETIME)
+		return 0;
+	/* Nothing was taken: the call may simply be made again. */
+	if (ret)
+		return -EINTR;
+	return 0;
+}
+
+/* How many events are copied out per trip to the done list. */
+#define AIOFSYNC_REAP_CHUNK	64
+
+long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
+{
+	struct aiofsync_event __user *uev;
+	struct aiofsync_request *req, *tmp;
+	struct aiofsync_reap arg;
+	unsigned int copied = 0, n, freed;
+	LIST_HEAD(batch);
+	int ret;
+
+	if (copy_from_user(&arg, uarg, sizeof(arg)))
+		return -EFAULT;
+	if (arg.flags || arg.reserved)
+		return -EINVAL;
+	if (!arg.max_nr || arg.min_nr > arg.max_nr || arg.max_nr > INT_MAX)
+		return -EINVAL;
+	uev = u64_to_user_ptr(arg.events);
+	if (!access_ok(uev, array_size(arg.max_nr, sizeof(*uev))))
+		return -EFAULT;
+
+	ret = aiofsync_wait_done(ctx, arg.min_nr, arg.timeout_ns);
+	if (ret)
+		return ret;
+
+	while (copied < arg.max_nr) {
+		n = aiofsync_take_done(ctx, &batch,
+				       min_t(unsigned int, arg.max_nr - copied,
+					     AIOFSYNC_REAP_CHUNK));
+		if (!n)
+			break;
+		freed = 0;
+		list_for_each_entry_safe(req, tmp, &batch, ctx_node) {
+			if (copy_to_user(&uev[copied], &req->ev, sizeof(req->ev)))
+				break;
+			list_del(&req->ctx_node);
+			kfree(req);
+			copied++;
+			freed++;
+		}
+		aiofsync_global_put(freed);
+		if (freed < n) {
+			aiofsync_untake_done(ctx, &batch, n - freed);
+			return copied ? copied : -EFAULT;
+		}
+	}
+	return copied;
+}
+
+__poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
+			   struct poll_table_struct *pt)
+{
+	poll_wait(file, &ctx->wait, pt);
+	return READ_ONCE(ctx->nr_done) ? EPOLLIN | EPOLLRDNORM : 0;
+}

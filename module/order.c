@@ -1,0 +1,312 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Per-inode ordering and group commit.
+ *
+ * Every WRITE, FSYNC and FDATASYNC request on an inode takes the next number
+ * of that inode's sequence when it is submitted, from whichever context. A
+ * sync waits ("waiting") until no WRITE with a smaller number is unfinished;
+ * it is then "ready". Later writes never hold it back, and requests on other
+ * inodes never meet it.
+ *
+ * Ready syncs are served by the inode's flush work: while one flush runs,
+ * the syncs that become ready gather, and the next flush serves them all with
+ * one vfs_fsync_range() over the union of their ranges (data-only only if all
+ * of them are FDATASYNC). That is group commit: with N threads syncing one
+ * file, about two flushes are in the air instead of N.
+ *
+ * The state lives in a small hash table keyed by the inode, as long as a
+ * request refers to it: the files of the requests keep the inode itself alive.
+ */
+#include <linux/cred.h>
+#include <linux/hash.h>
+#include <linux/slab.h>
+
+#include "aiofsync.h"
+
+struct aiofsync_inode {
+	struct hlist_node hnode;	/* bucket lock */
+	const struct inode *inode;	/* the key: identity only */
+	refcount_t ref;			/* requests, plus one while flushing */
+	/* Protects every field below. */
+	spinlock_t lock;
+	u64 next_seq;
+	struct list_head writes;	/* unfinished WRITEs, in seq order */
+	struct list_head waiting;	/* syncs behind writes, in seq order */
+	struct list_head ready;		/* syncs for the next flush */
+	bool flushing;			/* flush_work queued or running */
+	struct work_struct flush_work;
+};
+
+#define AIOFSYNC_INODE_HASH_BITS	8
+
+static struct aiofsync_bucket {
+	spinlock_t lock;		/* the chain and refs dropping to 0 */
+	struct hlist_head head;
+} aiofsync_inode_table[1 << AIOFSYNC_INODE_HASH_BITS];
+
+static struct aiofsync_bucket *aiofsync_bucket(const struct inode *inode)
+{
+	return &aiofsync_inode_table[hash_ptr(inode, AIOFSYNC_INODE_HASH_BITS)];
+}
+
+static struct aiofsync_inode *aiofsync_inode_find(struct aiofsync_bucket *b,
+						  const struct inode *inode)
+{
+	struct aiofsync_inode *ai;
+
+	lockdep_assert_held(&b->lock);
+	hlist_for_each_entry(ai, &b->head, hnode)
+		if (ai->inode == inode) {
+			refcount_inc(&ai->ref);
+			return ai;
+		}
+	return NULL;
+}
+
+static void aiofsync_flush_work(struct work_struct *work);
+
+static struct aiofsync_inode *aiofsync_inode_get(const struct inode *inode)
+{
+	struct aiofsync_bucket *b = aiofsync_bucket(inode);
+	struct aiofsync_inode *ai, *fresh;
+
+	spin_lock(&b->lock);
+	ai = aiofsync_inode_find(b, inode);
+	spin_unlock(&b->lock);
+	if (ai)
+		return ai;
+
+	/* Allocate outside the bucket lock, then look again. */
+	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	if (!fresh)
+		return NULL;
+	fresh->inode = inode;
+	refcount_set(&fresh->ref, 1);
+	spin_lock_init(&fresh->lock);
+	INIT_LIST_HEAD(&fresh->writes);
+	INIT_LIST_HEAD(&fresh->waiting);
+	INIT_LIST_HEAD(&fresh->ready);
+	INIT_WORK(&fresh->flush_work, aiofsync_flush_work);
+
+	spin_lock(&b->lock);
+	ai = aiofsync_inode_find(b, inode);
+	if (!ai) {
+		hlist_add_head(&fresh->hnode, &b->head);
+		ai = fresh;
+		fresh = NULL;
+	}
+	spin_unlock(&b->lock);
+	kfree(fresh);
+	return ai;
+}
+
+static void aiofsync_inode_put(struct aiofsync_inode *ai)
+{
+	struct aiofsync_bucket *b = aiofsync_bucket(ai->inode);
+
+	/* Under the bucket lock, so that no lookup revives it meanwhile. */
+	spin_lock(&b->lock);
+	if (!refcount_dec_and_test(&ai->ref)) {
+		spin_unlock(&b->lock);
+		return;
+	}
+	hlist_del(&ai->hnode);
+	spin_unlock(&b->lock);
+	WARN_ON_ONCE(ai->flushing || !list_empty(&ai->writes) ||
+		     !list_empty(&ai->waiting) || !list_empty(&ai->ready));
+	/* Freeing from the flush work itself is allowed by the workqueue. */
+	kfree(ai);
+}
+
+/* Start a flush for the ready syncs unless one is already under way. */
+static void aiofsync_kick_flush(struct aiofsync_inode *ai)
+{
+	lockdep_assert_held(&ai->lock);
+
+	if (ai->flushing || list_empty(&ai->ready))
+		return;
+	ai->flushing = true;
+	refcount_inc(&ai->ref);
+	queue_work(aiofsync_wq, &ai->flush_work);
+}
+
+/* Find or make the order state of the request's inode. */
+int aiofsync_order_attach(struct aiofsync_request *req)
+{
+	req->ainode = aiofsync_inode_get(file_inode(req->file));
+	return req->ainode ? 0 : -ENOMEM;
+}
+
+/*
+ * Enter an attached request into the order of its inode. For a sync this is
+ * the last step of submission: from here it may complete at any moment.
+ */
+void aiofsync_order_submit(struct aiofsync_request *req)
+{
+	struct aiofsync_inode *ai = req->ainode;
+
+	if (!ai)
+		return;
+	spin_lock(&ai->lock);
+	req->seq = ai->next_seq++;
+	if (req->ev.opcode == AIOFSYNC_OP_WRITE) {
+		list_add_tail(&req->write_node, &ai->writes);
+	} else if (list_empty(&ai->writes)) {
+		list_add_tail(&req->queue_node, &ai->ready);
+		aiofsync_kick_flush(ai);
+	} else {
+		list_add_tail(&req->queue_node, &ai->waiting);
+	}
+	spin_unlock(&ai->lock);
+}
+
+/* A WRITE finished (or was cancelled): release the syncs it held back. */
+void aiofsync_order_write_done(struct aiofsync_request *req)
+{
+	struct aiofsync_inode *ai = req->ainode;
+	struct aiofsync_request *oldest, *sync, *tmp;
+
+	spin_lock(&ai->lock);
+	list_del(&req->write_node);
+	oldest = list_first_entry_or_null(&ai->writes, struct aiofsync_request,
+					  write_node);
+	list_for_each_entry_safe(sync, tmp, &ai->waiting, queue_node) {
+		if (oldest && sync->seq > oldest->seq)
+			break;
+		list_move_tail(&sync->queue_node, &ai->ready);
+	}
+	aiofsync_kick_flush(ai);
+	spin_unlock(&ai->lock);
+}
+
+/*
+ * Cancel a sync that has not joined a flush yet. Called with its context's
+ * lock held (the context lock nests outside the inode lock).
+ */
+bool aiofsync_order_cancel_sync(struct aiofsync_request *req)
+{
+	struct aiofsync_inode *ai = req->ainode;
+	bool detached = false;
+
+	lockdep_assert_held(&req->ctx->lock);
+
+	spin_lock(&ai->lock);
+	if (req->state == AIOFSYNC_QUEUED) {
+		list_del_init(&req->queue_node);
+		req->state = AIOFSYNC_CANCELED;
+		detached = true;
+	}
+	spin_unlock(&ai->lock);
+	return detached;
+}
+
+/* The range and kind of one flush that serves every sync of @batch. */
+static void aiofsync_flush_extent(struct list_head *batch, loff_t *start,
+				  loff_t *end, int *datasync)
+{
+	struct aiofsync_request *req;
+
+	*start = LLONG_MAX;
+	*end = 0;
+	*datasync = 1;
+	list_for_each_entry(req, batch, queue_node) {
+		loff_t last = req->len ? req->pos + req->len - 1 : LLONG_MAX;
+
+		*start = min(*start, req->pos);
+		*end = max(*end, last);
+		if (req->ev.opcode == AIOFSYNC_OP_FSYNC)
+			*datasync = 0;
+	}
+}
+
+/*
+ * One flush for a batch of syncs on one inode. It runs through the file and
+ * credentials of the first; each other open file then collects, once, the
+ * writeback error recorded since it last looked (errseq), as its own fsync(2)
+ * would have.
+ */
+static void aiofsync_flush_batch(struct list_head *batch, unsigned int nr)
+{
+	struct aiofsync_request *lead, *req, *tmp;
+	const struct cred *old_cred;
+	loff_t start, end;
+	int datasync, ret;
+	u32 ev_flags = nr > 1 ? AIOFSYNC_EV_SHARED_FLUSH : 0;
+
+	lead = list_first_entry(batch, struct aiofsync_request, queue_node);
+	aiofsync_flush_extent(batch, &start, &end, &datasync);
+
+	old_cred = override_creds(lead->cred);
+	ret = vfs_fsync_range(lead->file, start, end, datasync);
+	revert_creds(old_cred);
+
+	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES, 1);
+	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES_SAVED, nr - 1);
+
+	list_for_each_entry_safe(req, tmp, batch, queue_node) {
+		int res = ret;
+
+		if (req->file != lead->file)
+			res = file_check_and_advance_wb_err(req->file) ?: ret;
+		list_del_init(&req->queue_node);
+		aiofsync_finish(req, res, ev_flags);
+	}
+}
+
+static void aiofsync_flush_work(struct work_struct *work)
+{
+	struct aiofsync_inode *ai = container_of(work, struct aiofsync_inode,
+						 flush_work);
+	struct aiofsync_request *req;
+	unsigned int nr = 0;
+	LIST_HEAD(batch);
+
+	spin_lock(&ai->lock);
+	list_splice_init(&ai->ready, &batch);
+	list_for_each_entry(req, &batch, queue_node) {
+		req->state = AIOFSYNC_RUNNING;
+		nr++;
+	}
+	spin_unlock(&ai->lock);
+
+	if (nr)
+		aiofsync_flush_batch(&batch, nr);
+
+	/*
+	 * Syncs that became ready meanwhile get the next flush: requeue rather
+	 * than loop, so that one busy inode does not hold a worker forever.
+	 */
+	spin_lock(&ai->lock);
+	if (!list_empty(&ai->ready)) {
+		queue_work(aiofsync_wq, &ai->flush_work);
+		spin_unlock(&ai->lock);
+		return;
+	}
+	ai->flushing = false;
+	spin_unlock(&ai->lock);
+	aiofsync_inode_put(ai);
+}
+
+void aiofsync_order_detach(struct aiofsync_request *req)
+{
+	aiofsync_inode_put(req->ainode);
+	req->ainode = NULL;
+}
+
+void aiofsync_order_exit(void)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(aiofsync_inode_table); i++)
+		WARN_ON_ONCE(!hlist_empty(&aiofsync_inode_table[i].head));
+}
+
+void aiofsync_order_init(void)
+{
+	int i;
+
+	for (i = 0; i < ARRAY_SIZE(aiofsync_inode_table); i++) {
+		spin_lock_init(&aiofsync_inode_table[i].lock);
+		INIT_HLIST_HEAD(&aiofsync_inode_table[i].head);
+	}
+}
