@@ -1,0 +1,555 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The ioctl ABI: what each ioctl accepts, and each error it gives, one test
+ * per error path. A refused request must leave no trace: the tests check
+ * that nothing was submitted.
+ */
+#include <signal.h>
+#include <stddef.h>
+#include <time.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+
+#include "aiofsync_util.h"
+#include "kselftest_harness.h"
+
+/* The layout is the ABI: the same for 32-bit and 64-bit processes. */
+_Static_assert(sizeof(struct aiofsync_req) == AIOFSYNC_REQ_SIZE_VER0, "req");
+_Static_assert(sizeof(struct aiofsync_submit) == 24, "submit");
+_Static_assert(sizeof(struct aiofsync_event) == 32, "event");
+_Static_assert(sizeof(struct aiofsync_reap) == 32, "reap");
+_Static_assert(sizeof(struct aiofsync_cancel) == 24, "cancel");
+_Static_assert(sizeof(struct aiofsync_info) == 48, "info");
+_Static_assert(offsetof(struct aiofsync_req, addr) == 40, "req.addr");
+
+FIXTURE(abi)
+{
+	int dev;
+	int fd;		/* a scratch file, read-write */
+	char buf[4096];
+	long long submitted;
+};
+
+FIXTURE_SETUP(abi)
+{
+	self->dev = afs_open();
+	ASSERT_LE(0, self->dev);
+	self->fd = afs_tmpfile("abi", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	memset(self->buf, 'a', sizeof(self->buf));
+	self->submitted = afs_stat("submitted");
+}
+
+FIXTURE_TEARDOWN(abi)
+{
+	close(self->fd);
+	close(self->dev);
+}
+
+/* Submit one request expecting error @err, and that nothing was queued. */
+#define EXPECT_REFUSED(err, req) do {					\
+	struct aiofsync_req __r = (req);				\
+	EXPECT_EQ(-1, afs_submit(self->dev, &__r, 1));			\
+	EXPECT_EQ(err, errno);						\
+	EXPECT_EQ(self->submitted, afs_stat("submitted"));		\
+} while (0)
+
+TEST_F(abi, get_info)
+{
+	struct aiofsync_info info;
+
+	memset(&info, 0xcc, sizeof(info));
+	info.size = sizeof(info);
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_GET_INFO, &info));
+	EXPECT_EQ(sizeof(info), info.size);
+	EXPECT_EQ(AIOFSYNC_ABI_VERSION, info.abi_version);
+	EXPECT_EQ((1ULL << AIOFSYNC_OP_FSYNC) | (1ULL << AIOFSYNC_OP_FDATASYNC) |
+		  (1ULL << AIOFSYNC_OP_WRITE) | (1ULL << AIOFSYNC_OP_READ),
+		  info.opcodes);
+	EXPECT_EQ(AIOFSYNC_REQ_FLAGS_ALL, info.req_flags);
+	EXPECT_EQ(sizeof(struct aiofsync_req), info.req_size);
+	EXPECT_EQ(sizeof(struct aiofsync_event), info.event_size);
+	EXPECT_EQ(afs_param("max_ctx_requests"), info.max_ctx_requests);
+	EXPECT_EQ(afs_param("max_requests"), info.max_requests);
+	EXPECT_EQ(AIOFSYNC_PRIO_MAX, info.max_prio);
+	EXPECT_EQ(0, info.reserved);
+}
+
+/* An older caller with a shorter struct gets only what it knows. */
+TEST_F(abi, get_info_short_struct)
+{
+	struct aiofsync_info info;
+
+	memset(&info, 0xcc, sizeof(info));
+	info.size = 8;
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_GET_INFO, &info));
+	EXPECT_EQ(sizeof(info), info.size);
+	EXPECT_EQ(AIOFSYNC_ABI_VERSION, info.abi_version);
+	EXPECT_EQ(0xccccccccccccccccULL, info.opcodes);
+}
+
+TEST_F(abi, get_info_too_small)
+{
+	struct aiofsync_info info = { .size = 4 };
+
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_GET_INFO, &info));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(abi, get_info_bad_pointer)
+{
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_GET_INFO, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+TEST_F(abi, unknown_ioctl)
+{
+	EXPECT_EQ(-1, ioctl(self->dev, _IO(AIOFSYNC_IOC_MAGIC, 0x7f), 0));
+	EXPECT_EQ(ENOTTY, errno);
+}
+
+TEST_F(abi, submit_write_and_read_back)
+{
+	char back[4096];
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->fd, 4096, sizeof(self->buf),
+			self->buf, 11),
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 12),
+	};
+	struct aiofsync_req rd = afs_req(AIOFSYNC_OP_READ, self->fd, 4096,
+					 sizeof(back), back, 13);
+	struct aiofsync_event ev[2];
+
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(11, ev[0].user_tag);
+	EXPECT_EQ(sizeof(self->buf), ev[0].res);
+	EXPECT_EQ(AIOFSYNC_OP_WRITE, ev[0].opcode);
+	EXPECT_EQ(0, ev[0].res2);
+	EXPECT_EQ(12, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
+
+	ASSERT_EQ(1, afs_submit(self->dev, &rd, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(13, ev[0].user_tag);
+	EXPECT_EQ(sizeof(back), ev[0].res);
+	EXPECT_EQ(AIOFSYNC_OP_READ, ev[0].opcode);
+	EXPECT_EQ(0, memcmp(back, self->buf, sizeof(back)));
+}
+
+/* A READ past the end of file returns 0 bytes, as pread(2). */
+TEST_F(abi, read_at_eof)
+{
+	char back[16];
+	struct aiofsync_req rd = afs_req(AIOFSYNC_OP_READ, self->fd, 1 << 20,
+					 sizeof(back), back, 1);
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(1, afs_submit(self->dev, &rd, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(0, ev.res);
+}
+
+TEST_F(abi, fdatasync_with_range)
+{
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, sizeof(self->buf),
+			self->buf, 1),
+		afs_req(AIOFSYNC_OP_FDATASYNC, self->fd, 0, 4096, NULL, 2),
+	};
+	struct aiofsync_event ev[2];
+
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(0, ev[1].res);
+	EXPECT_EQ(AIOFSYNC_OP_FDATASYNC, ev[1].opcode);
+}
+
+TEST_F(abi, submit_nothing)
+{
+	EXPECT_EQ(0, afs_submit(self->dev, NULL, 0));
+}
+
+TEST_F(abi, submit_bad_opcode)
+{
+	EXPECT_REFUSED(EINVAL, afs_req(0, self->fd, 0, 0, NULL, 0));
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_READ + 1, self->fd, 0, 0,
+				       NULL, 0));
+}
+
+TEST_F(abi, submit_unknown_flag)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	r.flags = 0x80000000;
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, submit_reserved0)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	r.reserved0 = 1;
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, submit_reserved1)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	r.reserved1 = 1ULL << 63;
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, submit_prio_above_max)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	r.prio = AIOFSYNC_PRIO_MAX + 1;
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, submit_resfd_without_flag)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	r.resfd = 3;
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, submit_negative_offset)
+{
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_WRITE, self->fd, 1ULL << 63,
+				       1, self->buf, 0));
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_FSYNC, self->fd, -1ULL, 0,
+				       NULL, 0));
+}
+
+TEST_F(abi, submit_range_overflow)
+{
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_FSYNC, self->fd,
+				       (1ULL << 62), (1ULL << 62), NULL, 0));
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_WRITE, self->fd,
+				       (1ULL << 63) - 2, 4, self->buf, 0));
+}
+
+TEST_F(abi, submit_fsync_with_buffer)
+{
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0,
+				       self->buf, 0));
+}
+
+TEST_F(abi, submit_write_too_long)
+{
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_WRITE, self->fd, 0,
+				       1ULL << 32, self->buf, 0));
+}
+
+TEST_F(abi, submit_bad_fd)
+{
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_FSYNC, 1000000, 0, 0, NULL, 0));
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_FSYNC, -1, 0, 0, NULL, 0));
+}
+
+TEST_F(abi, submit_fsync_read_only_fd)
+{
+	int ro = afs_tmpfile("ro", O_RDONLY);
+
+	ASSERT_LE(0, ro);
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_FSYNC, ro, 0, 0, NULL, 0));
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_FDATASYNC, ro, 0, 0, NULL, 0));
+	close(ro);
+}
+
+TEST_F(abi, submit_write_read_only_fd)
+{
+	int ro = afs_tmpfile("ro", O_RDONLY);
+
+	ASSERT_LE(0, ro);
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_WRITE, ro, 0, 1, self->buf, 0));
+	close(ro);
+}
+
+TEST_F(abi, submit_read_write_only_fd)
+{
+	int wo = afs_tmpfile("wo", O_WRONLY);
+
+	ASSERT_LE(0, wo);
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_READ, wo, 0, 1, self->buf, 0));
+	close(wo);
+}
+
+TEST_F(abi, submit_o_path_fd)
+{
+	int p = open(".", O_PATH | O_CLOEXEC);
+
+	ASSERT_LE(0, p);
+	EXPECT_REFUSED(EBADF, afs_req(AIOFSYNC_OP_FSYNC, p, 0, 0, NULL, 0));
+	close(p);
+}
+
+/* A pipe cannot be written at an offset (ESPIPE) nor synced (EINVAL). */
+TEST_F(abi, submit_pipe)
+{
+	int p[2];
+
+	ASSERT_EQ(0, pipe(p));
+	EXPECT_REFUSED(ESPIPE, afs_req(AIOFSYNC_OP_WRITE, p[1], 0, 1, self->buf, 0));
+	EXPECT_REFUSED(ESPIPE, afs_req(AIOFSYNC_OP_READ, p[0], 0, 1, self->buf, 0));
+	EXPECT_REFUSED(EINVAL, afs_req(AIOFSYNC_OP_FSYNC, p[1], 0, 0, NULL, 0));
+	close(p[0]);
+	close(p[1]);
+}
+
+TEST_F(abi, submit_kernel_buffer)
+{
+	EXPECT_REFUSED(EFAULT, afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, 4096,
+				       (void *)0xffff888000000000ULL, 0));
+}
+
+TEST_F(abi, submit_bad_array_pointer)
+{
+	EXPECT_EQ(-1, afs_submit(self->dev, (void *)8, 1));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+TEST_F(abi, submit_bad_struct_pointer)
+{
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_SUBMIT, (void *)8));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+TEST_F(abi, submit_flags_and_reserved)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+	struct aiofsync_submit s = {
+		.nr = 1, .req_size = sizeof(r), .reqs = (uintptr_t)&r, .flags = 1,
+	};
+
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_SUBMIT, &s));
+	EXPECT_EQ(EINVAL, errno);
+	s.flags = 0;
+	s.reserved = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_SUBMIT, &s));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(self->submitted, afs_stat("submitted"));
+}
+
+TEST_F(abi, submit_req_size_too_small)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 0);
+
+	EXPECT_EQ(-1, afs_submit_sized(self->dev, &r, 1, sizeof(r) - 8));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, afs_submit_sized(self->dev, &r, 1, 65536));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+/* A newer caller's larger struct is fine while the unknown tail is zero. */
+TEST_F(abi, submit_req_size_larger)
+{
+	struct {
+		struct aiofsync_req r;
+		__u64 future;
+	} big[2];
+	struct aiofsync_event ev[2];
+
+	memset(big, 0, sizeof(big));
+	big[0].r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 1);
+	big[1].r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 2);
+	ASSERT_EQ(2, afs_submit_sized(self->dev, big, 2, sizeof(big[0])));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, AIOFSYNC_TIMEOUT_INFINITE));
+
+	big[0].future = 1;
+	EXPECT_EQ(-1, afs_submit_sized(self->dev, big, 2, sizeof(big[0])));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+/* Like io_submit: accepted up to the first bad request, which is not. */
+TEST_F(abi, submit_stops_at_first_bad)
+{
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 1),
+		afs_req(99, self->fd, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 3),
+	};
+	struct aiofsync_event ev[3];
+
+	EXPECT_EQ(1, afs_submit(self->dev, reqs, 3));
+	EXPECT_EQ(1, afs_reap(self->dev, ev, 1, 3, 200 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(0, afs_reap(self->dev, ev, 1, 3, 100 * AFS_MS));
+}
+
+TEST_F(abi, eventfd_signalled)
+{
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 5);
+	struct aiofsync_event ev;
+	struct pollfd p;
+	uint64_t count;
+
+	ASSERT_LE(0, efd);
+	r.flags = AIOFSYNC_REQ_EVENTFD;
+	r.resfd = efd;
+	ASSERT_EQ(1, afs_submit(self->dev, &r, 1));
+	p.fd = efd;
+	p.events = POLLIN;
+	ASSERT_EQ(1, poll(&p, 1, 5000));
+	ASSERT_EQ(sizeof(count), read(efd, &count, sizeof(count)));
+	EXPECT_EQ(1, count);
+	/* The event is there by the time the eventfd fires. */
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 0, 1, 0));
+	close(efd);
+}
+
+TEST_F(abi, eventfd_bad_fd)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 5);
+
+	r.flags = AIOFSYNC_REQ_EVENTFD;
+	r.resfd = 1000000;
+	EXPECT_REFUSED(EBADF, r);
+	r.resfd = self->fd;	/* not an eventfd */
+	EXPECT_REFUSED(EINVAL, r);
+}
+
+TEST_F(abi, reap_bad_counts)
+{
+	struct aiofsync_event ev[2];
+
+	EXPECT_EQ(-1, afs_reap(self->dev, ev, 0, 0, 0));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, afs_reap(self->dev, ev, 2, 1, 0));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(abi, reap_flags_and_reserved)
+{
+	struct aiofsync_event ev;
+	struct aiofsync_reap r = {
+		.max_nr = 1, .events = (uintptr_t)&ev, .flags = 1,
+	};
+
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
+	EXPECT_EQ(EINVAL, errno);
+	r.flags = 0;
+	r.reserved = 1;
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
+	EXPECT_EQ(EINVAL, errno);
+}
+
+TEST_F(abi, reap_bad_events_pointer)
+{
+	EXPECT_EQ(-1, afs_reap(self->dev, (void *)0xffff888000000000ULL, 0, 1, 0));
+	EXPECT_EQ(EFAULT, errno);
+}
+
+/* A fault while copying events out loses none of them. */
+TEST_F(abi, reap_fault_keeps_events)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 2),
+	};
+	struct aiofsync_event ev[2], *edge;
+	char *map;
+
+	/* One event fits before a page that is not there. */
+	map = mmap(NULL, 2 * page, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	ASSERT_EQ(0, munmap(map + page, page));
+	edge = (struct aiofsync_event *)(map + page) - 1;
+
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	/* Waits for both, copies the first, faults on the second. */
+	EXPECT_EQ(1, afs_reap(self->dev, edge, 2, 2, 5000 * AFS_MS));
+	EXPECT_EQ(1, edge->user_tag);
+	/* The second is still there, in its place. */
+	EXPECT_EQ(1, afs_reap(self->dev, ev, 1, 2, 5000 * AFS_MS));
+	EXPECT_EQ(2, ev[0].user_tag);
+	EXPECT_EQ(0, afs_reap(self->dev, ev, 1, 2, 0));
+	munmap(map, page);
+}
+
+TEST_F(abi, reap_timeout_zero_returns_at_once)
+{
+	struct aiofsync_event ev;
+
+	EXPECT_EQ(0, afs_reap(self->dev, &ev, 1, 1, 0));
+}
+
+TEST_F(abi, reap_timeout_expires)
+{
+	struct aiofsync_event ev;
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	EXPECT_EQ(0, afs_reap(self->dev, &ev, 1, 1, 100 * AFS_MS));
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	EXPECT_LE(100 * AFS_MS, (b.tv_sec - a.tv_sec) * 1000000000ULL +
+				 b.tv_nsec - a.tv_nsec);
+}
+
+static void on_alarm(int sig)
+{
+	(void)sig;
+}
+
+TEST_F(abi, reap_interrupted_by_signal)
+{
+	struct sigaction sa = { .sa_handler = on_alarm };
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(0, sigaction(SIGALRM, &sa, NULL));
+	ualarm(100000, 0);
+	EXPECT_EQ(-1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(EINTR, errno);
+}
+
+TEST_F(abi, poll_and_epoll)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 9);
+	struct pollfd p = { .fd = self->dev, .events = POLLIN };
+	struct epoll_event ee = { .events = EPOLLIN }, out;
+	struct aiofsync_event ev;
+	int ep = epoll_create1(EPOLL_CLOEXEC);
+
+	ASSERT_LE(0, ep);
+	ASSERT_EQ(0, epoll_ctl(ep, EPOLL_CTL_ADD, self->dev, &ee));
+	EXPECT_EQ(0, poll(&p, 1, 0));
+	EXPECT_EQ(0, epoll_wait(ep, &out, 1, 0));
+
+	ASSERT_EQ(1, afs_submit(self->dev, &r, 1));
+	EXPECT_EQ(1, epoll_wait(ep, &out, 1, 5000));
+	EXPECT_EQ(1, poll(&p, 1, 5000));
+	EXPECT_EQ(POLLIN, p.revents & POLLIN);
+
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 0));
+	EXPECT_EQ(0, poll(&p, 1, 0));
+	close(ep);
+}
+
+/* Contexts are independent: one never sees another's completions. */
+TEST_F(abi, contexts_are_separate)
+{
+	int dev2 = afs_open();
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 1);
+	struct aiofsync_event ev;
+
+	ASSERT_LE(0, dev2);
+	ASSERT_EQ(1, afs_submit(self->dev, &r, 1));
+	EXPECT_EQ(0, afs_reap(dev2, &ev, 1, 1, 200 * AFS_MS));
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	close(dev2);
+}
+
+TEST_F(abi, device_not_seekable)
+{
+	EXPECT_EQ(-1, lseek(self->dev, 0, SEEK_SET));
+	EXPECT_EQ(ESPIPE, errno);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,255 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * Helpers shared by the aiofsync selftests: raw ioctl wrappers, the module's
+ * counters, and "stalled buffers" — anonymous memory registered with
+ * userfaultfd, so that a WRITE whose buffer lies there blocks on the
+ * device's worker until the test supplies the page. That makes "this write
+ * is still running" a state the test controls, not a race it hopes to win.
+ */
+#ifndef AIOFSYNC_SELFTEST_UTIL_H
+#define AIOFSYNC_SELFTEST_UTIL_H
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/userfaultfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
+
+#include <linux/aiofsync.h>
+
+#define AFS_STATS	"/sys/class/misc/aiofsync/stats/"
+#define AFS_PARAMS	"/sys/module/aiofsync/parameters/"
+#define AFS_MS		1000000ULL	/* nanoseconds */
+
+static inline int afs_open(void)
+{
+	return open(AIOFSYNC_DEVICE, O_RDWR | O_CLOEXEC);
+}
+
+static inline struct aiofsync_req afs_req(__u32 opcode, int fd, __u64 offset,
+					  __u64 len, const void *buf, __u64 tag)
+{
+	struct aiofsync_req r = {
+		.user_tag = tag,
+		.opcode = opcode,
+		.fd = (__u32)fd,
+		.offset = offset,
+		.len = len,
+		.addr = (uintptr_t)buf,
+	};
+	return r;
+}
+
+static inline int afs_submit_sized(int dev, const void *reqs, __u32 nr,
+				   __u32 req_size)
+{
+	struct aiofsync_submit s = {
+		.nr = nr,
+		.req_size = req_size,
+		.reqs = (uintptr_t)reqs,
+	};
+
+	return ioctl(dev, AIOFSYNC_IOC_SUBMIT, &s);
+}
+
+static inline int afs_submit(int dev, const struct aiofsync_req *reqs, __u32 nr)
+{
+	return afs_submit_sized(dev, reqs, nr, sizeof(*reqs));
+}
+
+static inline int afs_reap(int dev, struct aiofsync_event *ev, __u32 min_nr,
+			   __u32 max_nr, __u64 timeout_ns)
+{
+	struct aiofsync_reap r = {
+		.min_nr = min_nr,
+		.max_nr = max_nr,
+		.events = (uintptr_t)ev,
+		.timeout_ns = timeout_ns,
+	};
+
+	return ioctl(dev, AIOFSYNC_IOC_REAP, &r);
+}
+
+static inline int afs_cancel(int dev, __u32 flags, int fd, __u64 tag,
+			     struct aiofsync_cancel *out)
+{
+	struct aiofsync_cancel c = {
+		.flags = flags,
+		.fd = (__u32)fd,
+		.user_tag = tag,
+	};
+	int ret = ioctl(dev, AIOFSYNC_IOC_CANCEL, &c);
+
+	if (out)
+		*out = c;
+	return ret;
+}
+
+static inline long long afs_read_num(const char *path)
+{
+	char buf[64] = "";
+	long long v = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	if (read(fd, buf, sizeof(buf) - 1) > 0)
+		v = strtoll(buf, NULL, 10);
+	close(fd);
+	return v;
+}
+
+static inline int afs_write_num(const char *path, long long v)
+{
+	char buf[32];
+	int fd = open(path, O_WRONLY | O_CLOEXEC), n, ret;
+
+	if (fd < 0)
+		return -1;
+	n = snprintf(buf, sizeof(buf), "%lld\n", v);
+	ret = write(fd, buf, n) == n ? 0 : -1;
+	close(fd);
+	return ret;
+}
+
+/* A counter of /sys/class/misc/aiofsync/stats/. */
+static inline long long afs_stat(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), AFS_STATS "%s", name);
+	return afs_read_num(path);
+}
+
+static inline long long afs_param(const char *name)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), AFS_PARAMS "%s", name);
+	return afs_read_num(path);
+}
+
+static inline int afs_set_param(const char *name, long long v)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), AFS_PARAMS "%s", name);
+	return afs_write_num(path, v);
+}
+
+/*
+ * Field @field (0-based) of /sys/dev/block/MAJ:MIN/stat for the disk under
+ * @fd; field 15 is "flush requests completed" (Documentation/block/stat.rst).
+ * Partitions have no flush fields, so the whole disk is read.
+ */
+static inline long long afs_disk_stat(int fd, int field)
+{
+	char path[96];
+	struct stat st;
+	unsigned long long v[17] = { 0 };
+	FILE *f;
+	int n;
+
+	if (fstat(fd, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/stat",
+		 major(st.st_dev), minor(st.st_dev));
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	n = fscanf(f, "%llu %llu %llu %llu %llu %llu %llu %llu %llu %llu %llu "
+		   "%llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		   &v[4], &v[5], &v[6], &v[7], &v[8], &v[9], &v[10], &v[11],
+		   &v[12], &v[13], &v[14], &v[15], &v[16]);
+	fclose(f);
+	return n > field ? (long long)v[field] : -1;
+}
+
+/* A scratch file in the current directory (the test disk), opened @flags. */
+static inline int afs_tmpfile(const char *name, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "./aiofsync-%d-%s", getpid(), name);
+	return open(path, flags | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+}
+
+struct afs_stall {
+	int uffd;
+	char *addr;
+	size_t len;
+};
+
+/* Map @len bytes whose first touch blocks until afs_stall_release(). */
+static inline int afs_stall_init(struct afs_stall *s, size_t len)
+{
+	struct uffdio_api api = { .api = UFFD_API };
+	struct uffdio_register reg = { .mode = UFFDIO_REGISTER_MODE_MISSING };
+
+	s->len = len;
+	s->uffd = syscall(__NR_userfaultfd, O_CLOEXEC | O_NONBLOCK);
+	if (s->uffd < 0 || ioctl(s->uffd, UFFDIO_API, &api))
+		return -1;
+	s->addr = mmap(NULL, len, PROT_READ | PROT_WRITE,
+		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->addr == MAP_FAILED)
+		return -1;
+	reg.range.start = (uintptr_t)s->addr;
+	reg.range.len = len;
+	return ioctl(s->uffd, UFFDIO_REGISTER, &reg);
+}
+
+/* Wait up to @ms for a fault on the stalled buffer: the write is blocked. */
+static inline int afs_stall_wait_fault(struct afs_stall *s, int ms)
+{
+	struct pollfd p = { .fd = s->uffd, .events = POLLIN };
+	struct uffd_msg msg;
+
+	if (poll(&p, 1, ms) != 1)
+		return -1;
+	if (read(s->uffd, &msg, sizeof(msg)) != sizeof(msg))
+		return -1;
+	return msg.event == UFFD_EVENT_PAGEFAULT ? 0 : -1;
+}
+
+/* Supply every page of the buffer, filled with @fill: the write goes on. */
+static inline int afs_stall_release(struct afs_stall *s, int fill)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *src = aligned_alloc(page, page);
+	size_t off;
+	int ret = 0;
+
+	if (!src)
+		return -1;
+	memset(src, fill, page);
+	for (off = 0; off < s->len; off += page) {
+		struct uffdio_copy c = {
+			.dst = (uintptr_t)s->addr + off,
+			.src = (uintptr_t)src,
+			.len = page,
+		};
+
+		if (ioctl(s->uffd, UFFDIO_COPY, &c) && errno != EEXIST)
+			ret = -1;
+	}
+	free(src);
+	return ret;
+}
+
+static inline void afs_stall_destroy(struct afs_stall *s)
+{
+	munmap(s->addr, s->len);
+	close(s->uffd);
+}
+
+#endif /* AIOFSYNC_SELFTEST_UTIL_H */

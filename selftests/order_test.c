@@ -1,0 +1,251 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Ordering and group commit: an fsync waits for the writes to its inode
+ * submitted before it, and only for those.
+ *
+ * The writes held back here are "stalled": their buffer is userfaultfd
+ * memory, so the device's worker blocks on the first byte until the test
+ * supplies the page. While it is blocked, the test can look at what has, and
+ * has not, completed, with no timing involved.
+ */
+#include "aiofsync_util.h"
+#include "kselftest_harness.h"
+
+#define LEN	(64 * 1024)
+
+FIXTURE(order)
+{
+	int dev;
+	int a, b;
+	struct afs_stall stall;
+};
+
+FIXTURE_SETUP(order)
+{
+	self->dev = afs_open();
+	ASSERT_LE(0, self->dev);
+	self->a = afs_tmpfile("a", O_RDWR);
+	ASSERT_LE(0, self->a);
+	self->b = afs_tmpfile("b", O_RDWR);
+	ASSERT_LE(0, self->b);
+	ASSERT_EQ(0, afs_stall_init(&self->stall, LEN));
+}
+
+FIXTURE_TEARDOWN(order)
+{
+	afs_stall_destroy(&self->stall);
+	close(self->dev);
+	close(self->a);
+	close(self->b);
+}
+
+/* Nothing completes within @ms. */
+static int nothing_within(int dev, int ms)
+{
+	struct aiofsync_event ev;
+
+	return afs_reap(dev, &ev, 1, 1, ms * AFS_MS) == 0;
+}
+
+/*
+ * The fsync on A completes only after the write to A submitted before it,
+ * and its flush starts only then; the fsync on B does not wait for A.
+ */
+TEST_F(order, fsync_waits_for_earlier_write_same_file_only)
+{
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_FSYNC, self->b, 0, 0, NULL, 3),
+	};
+	struct aiofsync_event ev[3];
+	long long flushes = afs_stat("flushes");
+	char buf[LEN];
+
+	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+
+	/* The write is blocked: only B's fsync may complete. */
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 5000 * AFS_MS));
+	EXPECT_EQ(3, ev[0].user_tag);
+	EXPECT_EQ(0, ev[0].res);
+	ASSERT_TRUE(nothing_within(self->dev, 200));
+	/* ...and A's flush has not started. */
+	EXPECT_EQ(flushes + 1, afs_stat("flushes"));
+
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'x'));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 3, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(LEN, ev[0].res);
+	EXPECT_EQ(2, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
+	EXPECT_EQ(flushes + 2, afs_stat("flushes"));
+
+	ASSERT_EQ(LEN, pread(self->a, buf, LEN, 0));
+	EXPECT_EQ('x', buf[0]);
+	EXPECT_EQ('x', buf[LEN - 1]);
+}
+
+/* The flush of A runs after the write, so it writes the write's data out. */
+TEST_F(order, fsync_covers_earlier_write)
+{
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 1),
+		afs_req(AIOFSYNC_OP_FDATASYNC, self->a, 0, 0, NULL, 2),
+	};
+	struct aiofsync_event ev[2];
+	long long sectors = afs_disk_stat(self->a, 6);	/* sectors written */
+
+	ASSERT_LE(0, sectors);
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	ASSERT_TRUE(nothing_within(self->dev, 100));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'y'));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(2, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
+	/* By the time the fdatasync completed, the data had reached the disk. */
+	EXPECT_LE(sectors + LEN / 512, afs_disk_stat(self->a, 6));
+}
+
+/* A write submitted after an fsync does not wait for it. */
+TEST_F(order, later_write_not_held_back)
+{
+	size_t big = 64 << 20;
+	char *dirty = malloc(big);
+	char small[4096];
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 1),
+		afs_req(AIOFSYNC_OP_WRITE, self->a, big, sizeof(small), small, 2),
+	};
+	struct aiofsync_event ev[2];
+
+	ASSERT_NE(NULL, dirty);
+	memset(dirty, 'd', big);
+	memset(small, 's', sizeof(small));
+	/* Much dirty data: the flush takes long enough to be overtaken. */
+	ASSERT_EQ((ssize_t)big, pwrite(self->a, dirty, big, 0));
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, 60000 * AFS_MS));
+	EXPECT_EQ(2, ev[0].user_tag);
+	EXPECT_EQ(sizeof(small), ev[0].res);
+	EXPECT_EQ(1, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
+	free(dirty);
+}
+
+/* A write to another file is not held back by a stalled write to A. */
+TEST_F(order, other_file_write_not_held_back)
+{
+	char data[4096];
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 1),
+		afs_req(AIOFSYNC_OP_WRITE, self->b, 0, sizeof(data), data, 2),
+		afs_req(AIOFSYNC_OP_FSYNC, self->b, 0, 0, NULL, 3),
+	};
+	struct aiofsync_event ev[3];
+
+	memset(data, 'b', sizeof(data));
+	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 3, 5000 * AFS_MS));
+	EXPECT_EQ(2, ev[0].user_tag);
+	EXPECT_EQ(3, ev[1].user_tag);
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'a'));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+}
+
+/* The ordering is per inode, across contexts and open files. */
+TEST_F(order, fsync_waits_for_write_of_other_context)
+{
+	int dev2 = afs_open();
+	int a2 = afs_tmpfile("a", O_RDWR);	/* the same name: reopen */
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN,
+					self->stall.addr, 1);
+	struct aiofsync_req f;
+	struct aiofsync_event ev;
+
+	ASSERT_LE(0, dev2);
+	ASSERT_LE(0, a2);
+	f = afs_req(AIOFSYNC_OP_FSYNC, a2, 0, 0, NULL, 2);
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	ASSERT_EQ(1, afs_submit(dev2, &f, 1));
+	ASSERT_TRUE(nothing_within(dev2, 200));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'c'));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev.user_tag);
+	ASSERT_EQ(1, afs_reap(dev2, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(2, ev.user_tag);
+	EXPECT_EQ(0, ev.res);
+	close(a2);
+	close(dev2);
+}
+
+/*
+ * Group commit: fsyncs that become ready together are served by one flush,
+ * and the counters say how many flushes that saved.
+ */
+TEST_F(order, group_commit_one_flush_for_many)
+{
+	enum { N = 8 };
+	struct aiofsync_req reqs[N + 1];
+	struct aiofsync_event ev[N + 1];
+	long long flushes, saved;
+	int i;
+
+	reqs[0] = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 100);
+	for (i = 1; i <= N; i++)
+		reqs[i] = afs_req(i % 2 ? AIOFSYNC_OP_FSYNC : AIOFSYNC_OP_FDATASYNC,
+				  self->a, i * 4096, 4096, NULL, i);
+	flushes = afs_stat("flushes");
+	saved = afs_stat("flushes_saved");
+	ASSERT_EQ(N + 1, afs_submit(self->dev, reqs, N + 1));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'g'));
+	ASSERT_EQ(N + 1, afs_reap(self->dev, ev, N + 1, N + 1, 5000 * AFS_MS));
+	EXPECT_EQ(100, ev[0].user_tag);
+	for (i = 1; i <= N; i++) {
+		EXPECT_EQ(0, ev[i].res);
+		EXPECT_EQ(AIOFSYNC_EV_SHARED_FLUSH, ev[i].flags);
+	}
+	EXPECT_EQ(flushes + 1, afs_stat("flushes"));
+	EXPECT_EQ(saved + N - 1, afs_stat("flushes_saved"));
+}
+
+/* Without a stalled write in front, a lone fsync is a flush of its own. */
+TEST_F(order, lone_fsync_not_shared)
+{
+	struct aiofsync_req f = afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 7);
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(1, afs_submit(self->dev, &f, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(7, ev.user_tag);
+	EXPECT_EQ(0, ev.res);
+	EXPECT_EQ(0, ev.flags);
+	EXPECT_EQ(AIOFSYNC_OP_FSYNC, ev.opcode);
+}
+
+/* Each fsync reaches the disk as a flush request. */
+TEST_F(order, fsync_reaches_disk_as_flush)
+{
+	char data[4096];
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, sizeof(data), data, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 2),
+	};
+	struct aiofsync_event ev[2];
+	long long disk_flushes = afs_disk_stat(self->a, 15);
+
+	memset(data, 'f', sizeof(data));
+	ASSERT_LE(0, disk_flushes);
+	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, 5000 * AFS_MS));
+	EXPECT_EQ(0, ev[1].res);
+	EXPECT_LT(disk_flushes, afs_disk_stat(self->a, 15));
+}
+
+TEST_HARNESS_MAIN
