@@ -303,8 +303,11 @@ TEST_F(abi, submit_pipe)
 
 TEST_F(abi, submit_kernel_buffer)
 {
-	EXPECT_REFUSED(EFAULT, afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, 4096,
-				       (void *)0xffff888000000000ULL, 0));
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, 4096,
+					NULL, 0);
+
+	r.addr = AFS_KERNEL_ADDR;
+	EXPECT_REFUSED(EFAULT, r);
 }
 
 TEST_F(abi, submit_bad_array_pointer)
@@ -441,7 +444,9 @@ TEST_F(abi, reap_flags_and_reserved)
 
 TEST_F(abi, reap_bad_events_pointer)
 {
-	EXPECT_EQ(-1, afs_reap(self->dev, (void *)0xffff888000000000ULL, 0, 1, 0));
+	struct aiofsync_reap r = { .max_nr = 1, .events = AFS_KERNEL_ADDR };
+
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
 	EXPECT_EQ(EFAULT, errno);
 }
 

@@ -29,6 +29,8 @@
 #define AFS_STATS	"/sys/class/misc/aiofsync/stats/"
 #define AFS_PARAMS	"/sys/module/aiofsync/parameters/"
 #define AFS_MS		1000000ULL	/* nanoseconds */
+/* An address no process can map: the kernel's direct map on x86-64. */
+#define AFS_KERNEL_ADDR	0xffff888000000000ULL
 
 static inline int afs_open(void)
 {
@@ -244,6 +246,18 @@ static inline int afs_stall_release(struct afs_stall *s, int fill)
 	}
 	free(src);
 	return ret;
+}
+
+/* Submit a WRITE of the whole stalled buffer to @fd, and wait until it blocks. */
+static inline int afs_stall_write(struct afs_stall *s, int dev, int fd,
+				  __u64 tag)
+{
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, fd, 0, s->len,
+					s->addr, tag);
+
+	if (afs_submit(dev, &w, 1) != 1)
+		return -1;
+	return afs_stall_wait_fault(s, 5000);
 }
 
 static inline void afs_stall_destroy(struct afs_stall *s)

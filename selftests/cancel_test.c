@@ -35,17 +35,6 @@ FIXTURE_TEARDOWN(cancel)
 	close(self->a);
 }
 
-/* Submit a stalled write (tag 1) to A and wait until it blocks. */
-static int stalled_write(FIXTURE_DATA(cancel) *self)
-{
-	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN,
-					self->stall.addr, 1);
-
-	if (afs_submit(self->dev, &w, 1) != 1)
-		return -1;
-	return afs_stall_wait_fault(&self->stall, 5000);
-}
-
 static int release_and_reap_write(FIXTURE_DATA(cancel) *self)
 {
 	struct aiofsync_event ev;
@@ -65,7 +54,7 @@ TEST_F(cancel, queued_sync_by_tag)
 	long long cancelled = afs_stat("cancelled");
 	long long flushes = afs_stat("flushes");
 
-	ASSERT_EQ(0, stalled_write(self));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(1, afs_submit(self->dev, &f, 1));
 	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_TAG, 0, 5, &c));
 	EXPECT_EQ(1, c.canceled);
@@ -83,7 +72,7 @@ TEST_F(cancel, running_write_not_cancelled)
 {
 	struct aiofsync_cancel c;
 
-	ASSERT_EQ(0, stalled_write(self));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_TAG, 0, 1, &c));
 	EXPECT_EQ(0, c.canceled);
 	EXPECT_EQ(1, c.running);
@@ -102,7 +91,7 @@ TEST_F(cancel, pending_write)
 	struct aiofsync_event ev[2];
 
 	ASSERT_EQ(0, afs_set_param("max_ctx_active", 1));
-	ASSERT_EQ(0, stalled_write(self));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
 	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_TAG, 0, 2, &c));
 	EXPECT_EQ(1, c.canceled);
@@ -130,7 +119,7 @@ TEST_F(cancel, by_fd)
 	struct aiofsync_event ev[3];
 
 	ASSERT_LE(0, other);
-	ASSERT_EQ(0, stalled_write(self));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
 	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_FD, self->a, 0, &c));
 	EXPECT_EQ(2, c.canceled);
@@ -149,7 +138,7 @@ TEST_F(cancel, all)
 	struct aiofsync_cancel c;
 	struct aiofsync_event ev[2];
 
-	ASSERT_EQ(0, stalled_write(self));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(2, afs_submit(self->dev, reqs, 2));
 	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_ALL, 0, 0, &c));
 	EXPECT_EQ(2, c.canceled);

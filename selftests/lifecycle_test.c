@@ -44,16 +44,6 @@ FIXTURE_TEARDOWN(life)
 	close(self->a);
 }
 
-static int stalled_write(FIXTURE_DATA(life) *self, __u64 tag)
-{
-	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN,
-					self->stall.addr, tag);
-
-	if (afs_submit(self->dev, &w, 1) != 1)
-		return -1;
-	return afs_stall_wait_fault(&self->stall, 5000);
-}
-
 /* Wait up to 5 s for counter @name to reach @want. */
 static int stat_reaches(const char *name, long long want)
 {
@@ -75,7 +65,7 @@ TEST_F(life, fd_closed_and_reused_after_submit)
 	int fd = self->a, other;
 
 	snprintf(path, sizeof(path), "./aiofsync-%d-a", getpid());
-	ASSERT_EQ(0, stalled_write(self, 1));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(0, close(fd));
 	other = afs_tmpfile("b", O_RDWR);
 	ASSERT_EQ(fd, other);		/* the number now names another file */
@@ -117,7 +107,7 @@ TEST_F(life, close_cancels_queued_and_waits_for_running)
 	struct closer c;
 	pthread_t t;
 
-	ASSERT_EQ(0, stalled_write(self, 1));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(1, afs_submit(self->dev, &f, 1));
 	c.dev = self->dev;
 	c.done = 0;
@@ -248,7 +238,7 @@ TEST_F(life, buffer_unmapped_before_write_runs)
 	ASSERT_NE(MAP_FAILED, buf);
 	memset(buf, 'u', 4096);
 	ASSERT_EQ(0, afs_set_param("max_ctx_active", 1));
-	ASSERT_EQ(0, stalled_write(self, 1));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
 	ASSERT_EQ(0, munmap(buf, 4096));
 	ASSERT_EQ(0, afs_stall_release(&self->stall, 'q'));
@@ -274,7 +264,7 @@ TEST_F(life, priority_orders_waiting_writes)
 	reqs[2].prio = 0;
 	memset(data, 'p', sizeof(data));
 	ASSERT_EQ(0, afs_set_param("max_ctx_active", 1));
-	ASSERT_EQ(0, stalled_write(self, 1));
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
 	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
 	ASSERT_EQ(0, afs_stall_release(&self->stall, 'o'));
 	ASSERT_EQ(4, afs_reap(self->dev, ev, 4, 4, 5000 * AFS_MS));
