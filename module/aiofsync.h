@@ -101,6 +101,7 @@ extern unsigned int aiofsync_max_ctx_active;
 
 /* main.c */
 extern struct workqueue_struct *aiofsync_wq;
+extern struct workqueue_struct *aiofsync_flush_wq;
 
 /* context.c */
 struct aiofsync_ctx *aiofsync_ctx_alloc(void);

@@ -30,9 +30,12 @@ MODULE_PARM_DESC(max_ctx_active,
 
 /*
  * Unbound: requests on different files run in parallel on any CPU, and a
- * blocked flush does not stall unrelated work queued behind it.
+ * blocked flush does not stall unrelated work queued behind it. Flushes have
+ * a queue of their own, so that a flood of writes never keeps a ready fsync
+ * from starting.
  */
 struct workqueue_struct *aiofsync_wq;
+struct workqueue_struct *aiofsync_flush_wq;
 
 static int aiofsync_open(struct inode *inode, struct file *file)
 {
@@ -123,12 +126,23 @@ static int __init aiofsync_init(void)
 	int ret;
 
 	aiofsync_order_init();
-	aiofsync_wq = alloc_workqueue("aiofsync", WQ_UNBOUND, 0);
+	aiofsync_wq = alloc_workqueue("aiofsync_io", WQ_UNBOUND, 0);
 	if (!aiofsync_wq)
 		return -ENOMEM;
+	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush", WQ_UNBOUND, 0);
+	if (!aiofsync_flush_wq) {
+		ret = -ENOMEM;
+		goto out_wq;
+	}
 	ret = misc_register(&aiofsync_misc);
 	if (ret)
-		destroy_workqueue(aiofsync_wq);
+		goto out_flush_wq;
+	return 0;
+
+out_flush_wq:
+	destroy_workqueue(aiofsync_flush_wq);
+out_wq:
+	destroy_workqueue(aiofsync_wq);
 	return ret;
 }
 
@@ -137,6 +151,7 @@ static void __exit aiofsync_exit(void)
 	misc_deregister(&aiofsync_misc);
 	/* Waits for the last work items, which may still drop references. */
 	destroy_workqueue(aiofsync_wq);
+	destroy_workqueue(aiofsync_flush_wq);
 	aiofsync_order_exit();
 }
 

@@ -127,7 +127,7 @@ static void aiofsync_kick_flush(struct aiofsync_inode *ai)
 		return;
 	ai->flushing = true;
 	refcount_inc(&ai->ref);
-	queue_work(aiofsync_wq, &ai->flush_work);
+	queue_work(aiofsync_flush_wq, &ai->flush_work);
 }
 
 /* Find or make the order state of the request's inode. */
@@ -278,7 +278,7 @@ static void aiofsync_flush_work(struct work_struct *work)
 	 */
 	spin_lock(&ai->lock);
 	if (!list_empty(&ai->ready)) {
-		queue_work(aiofsync_wq, &ai->flush_work);
+		queue_work(aiofsync_flush_wq, &ai->flush_work);
 		spin_unlock(&ai->lock);
 		return;
 	}
