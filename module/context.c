@@ -45,7 +45,8 @@ void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
 /* Start queued READ/WRITE requests while the context has free slots. */
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
 {
-	unsigned int max_active = READ_ONCE(aiofsync_max_ctx_active);
+	/* At least one, or a context with queued requests would never move. */
+	unsigned int max_active = max(1U, READ_ONCE(aiofsync_max_ctx_active));
 	struct aiofsync_request *req;
 	int prio;
 

@@ -54,7 +54,8 @@ static int aiofsync_check_req(const struct aiofsync_req *r)
 	case AIOFSYNC_OP_READ:
 		if (r->len > MAX_RW_COUNT)
 			return -EINVAL;
-		if (!access_ok(u64_to_user_ptr(r->addr), r->len))
+		/* A buffer needs an address space to be in. */
+		if (!current->mm || !access_ok(u64_to_user_ptr(r->addr), r->len))
 			return -EFAULT;
 		return 0;
 	default:
