@@ -3,8 +3,11 @@
  * Faults below the filesystem: a device-mapper target between the
  * filesystem and its disk is switched from "linear" to "error", and the
  * device's requests must then fail as the system calls fail in the same
- * situation — compared side by side, one file through fsync(2), one through
- * /dev/aiofsync — and never hang.
+ * situation, and never hang. Side by side: each scenario runs twice on a
+ * fresh filesystem, once through the system calls and once through
+ * /dev/aiofsync, and the sequences of results must be the same. (Running both
+ * on one filesystem would compare unequal states: the first error can abort
+ * the journal and make the filesystem read-only for the second.)
  *
  * Needs losetup, dmsetup, mkfs and the loop and dm-mod modules (or built in).
  */
@@ -64,31 +67,52 @@ static int set_table(FIXTURE_DATA(fault) *self, int fail)
 			   "dmsetup load %s --table '0 %lu error' && "
 			   "dmsetup resume %s", self->dm, self->dm, sectors,
 			   self->dm);
-	return run("dmsetup create %s --table '0 %lu linear %s 0'",
-		   self->dm, sectors, self->loop);
+	return run("dmsetup create %s --table '0 %lu linear %s 0' && "
+		   "dmsetup mknodes %s", self->dm, sectors, self->loop, self->dm);
+}
+
+/* A fresh filesystem on loop + dm linear, mounted at self->mnt. */
+static int fs_up(FIXTURE_DATA(fault) *self)
+{
+	char cmd[128];
+
+	if (run("truncate -s %dM %s", IMG_MB, self->img))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "losetup -f --show %s", self->img);
+	if (run_out(self->loop, sizeof(self->loop), cmd) || set_table(self, 0) ||
+	    run("mkfs.ext4 -q /dev/mapper/%s", self->dm) || mkdir(self->mnt, 0755))
+		return -1;
+	snprintf(cmd, sizeof(cmd), "/dev/mapper/%s", self->dm);
+	if (mount(cmd, self->mnt, "ext4", 0, ""))
+		return -1;
+	self->mounted = 1;
+	return 0;
+}
+
+static void fs_down(FIXTURE_DATA(fault) *self)
+{
+	if (self->mounted)
+		umount2(self->mnt, MNT_DETACH);
+	self->mounted = 0;
+	rmdir(self->mnt);
+	run("dmsetup remove --retry %s 2>/dev/null", self->dm);
+	if (self->loop[0])
+		run("losetup -d %s 2>/dev/null", self->loop);
+	self->loop[0] = 0;
+	unlink(self->img);
 }
 
 FIXTURE_SETUP(fault)
 {
-	char cmd[128];
-
-	self->data = malloc(DATA);
-	ASSERT_NE(NULL, self->data);
+	/* Aligned, for O_DIRECT. */
+	ASSERT_EQ(0, posix_memalign((void **)&self->data, 4096, DATA));
 	memset(self->data, 'e', DATA);
 	snprintf(self->img, sizeof(self->img), "./fault-%d.img", getpid());
 	snprintf(self->dm, sizeof(self->dm), "aiofsync-%d", getpid());
 	snprintf(self->mnt, sizeof(self->mnt), "./fault-%d.mnt", getpid());
-
+	/* No udev in the test VM: dmsetup makes the /dev/mapper nodes itself. */
+	setenv("DM_DISABLE_UDEV", "1", 1);
 	run("modprobe -q loop; modprobe -q dm-mod");
-	ASSERT_EQ(0, run("truncate -s %dM %s", IMG_MB, self->img));
-	snprintf(cmd, sizeof(cmd), "losetup -f --show %s", self->img);
-	ASSERT_EQ(0, run_out(self->loop, sizeof(self->loop), cmd));
-	ASSERT_EQ(0, set_table(self, 0));
-	ASSERT_EQ(0, run("mkfs.ext4 -q /dev/mapper/%s", self->dm));
-	ASSERT_EQ(0, mkdir(self->mnt, 0755));
-	ASSERT_EQ(0, mount(strcat(strcpy(cmd, "/dev/mapper/"), self->dm),
-			   self->mnt, "ext4", 0, ""));
-	self->mounted = 1;
 	self->dev = afs_open();
 	ASSERT_LE(0, self->dev);
 }
@@ -96,12 +120,7 @@ FIXTURE_SETUP(fault)
 FIXTURE_TEARDOWN(fault)
 {
 	close(self->dev);
-	if (self->mounted)
-		umount2(self->mnt, MNT_DETACH);
-	rmdir(self->mnt);
-	run("dmsetup remove --retry %s 2>/dev/null", self->dm);
-	run("losetup -d %s 2>/dev/null", self->loop);
-	unlink(self->img);
+	fs_down(self);
 	free(self->data);
 }
 
@@ -130,83 +149,158 @@ static long long errno_of(int ret)
 	return ret < 0 ? -errno : ret;
 }
 
+enum { ROUNDS = 3 };
+
 /*
- * Dirty data whose writeback fails: the covering fsync reports -EIO, and
- * a later fsync reports what fsync(2) reports then.
+ * One scenario on a fresh filesystem: dirty DATA bytes of a file (or, with
+ * @direct, preallocate it), fail the disk, then ROUNDS times @op — through
+ * the device or through the system call — recording each result.
  */
+static int scenario(FIXTURE_DATA(fault) *self, int device, __u32 op,
+		    int direct, long long res[ROUNDS])
+{
+	int fd, i;
+
+	if (fs_up(self))
+		return -1;
+	fd = open_in(self, "f", O_RDWR | (direct ? O_DIRECT : 0));
+	if (fd < 0)
+		return -1;
+	if (direct) {
+		if (fallocate(fd, 0, 0, 1 << 20) || syncfs(fd))
+			return -1;
+	} else if (device) {
+		if (through_device(self->dev, afs_req(AIOFSYNC_OP_WRITE, fd, 0,
+						      DATA, self->data, 1)) != DATA)
+			return -1;
+	} else if (pwrite(fd, self->data, DATA, 0) != DATA) {
+		return -1;
+	}
+	if (set_table(self, 1))
+		return -1;
+
+	for (i = 0; i < ROUNDS; i++) {
+		struct aiofsync_req r = afs_req(op, fd, 0, 0, NULL, i);
+
+		if (op == AIOFSYNC_OP_WRITE) {
+			r.len = 4096;
+			r.addr = (uintptr_t)self->data;
+		}
+		if (device)
+			res[i] = through_device(self->dev, r);
+		else if (op == AIOFSYNC_OP_FSYNC)
+			res[i] = errno_of(fsync(fd));
+		else if (op == AIOFSYNC_OP_FDATASYNC)
+			res[i] = errno_of(fdatasync(fd));
+		else
+			res[i] = errno_of(pwrite(fd, self->data, 4096, 0));
+	}
+	close(fd);
+	fs_down(self);
+	return 0;
+}
+
+static void side_by_side(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(fault) *self, __u32 op, int direct)
+{
+	long long sys[ROUNDS], dev[ROUNDS];
+	long long errors = afs_stat("errors");
+	int i;
+
+	ASSERT_EQ(0, scenario(self, 0, op, direct, sys));
+	ASSERT_EQ(0, scenario(self, 1, op, direct, dev));
+	TH_LOG("system call: %lld %lld %lld; aiofsync: %lld %lld %lld",
+	       sys[0], sys[1], sys[2], dev[0], dev[1], dev[2]);
+	/* The first one after the failure reports it... */
+	EXPECT_EQ(-EIO, sys[0]);
+	/* ...and the device reports each one as the system call does. */
+	for (i = 0; i < ROUNDS; i++) {
+		EXPECT_EQ(sys[i], dev[i]);
+	}
+	EXPECT_LT(errors, afs_stat("errors"));
+}
+
+/* Dirty data whose writeback fails: fsync reports -EIO, then as fsync(2). */
 TEST_F(fault, fsync_after_failed_writeback_like_fsync2)
 {
-	int a = open_in(self, "a", O_RDWR), b = open_in(self, "b", O_RDWR);
-	long long sys1, dev1, sys2, dev2;
-
-	ASSERT_LE(0, a);
-	ASSERT_LE(0, b);
-	ASSERT_EQ(DATA, pwrite(a, self->data, DATA, 0));
-	ASSERT_EQ(DATA, through_device(self->dev,
-		  afs_req(AIOFSYNC_OP_WRITE, b, 0, DATA, self->data, 1)));
-	ASSERT_EQ(0, set_table(self, 1));
-
-	sys1 = errno_of(fsync(a));
-	dev1 = through_device(self->dev, afs_req(AIOFSYNC_OP_FSYNC, b, 0, 0,
-						 NULL, 2));
-	EXPECT_EQ(-EIO, sys1);
-	EXPECT_EQ(sys1, dev1);
-
-	sys2 = errno_of(fsync(a));
-	dev2 = through_device(self->dev, afs_req(AIOFSYNC_OP_FSYNC, b, 0, 0,
-						 NULL, 3));
-	EXPECT_EQ(sys2, dev2);
-	TH_LOG("fsync(2): %lld then %lld; aiofsync: %lld then %lld",
-	       sys1, sys2, dev1, dev2);
-	EXPECT_LE(1, afs_stat("errors"));
-	close(a);
-	close(b);
+	side_by_side(_metadata, self, AIOFSYNC_OP_FSYNC, 0);
 }
 
-/* The same through FDATASYNC and fdatasync(2). */
 TEST_F(fault, fdatasync_after_failed_writeback_like_fdatasync2)
 {
-	int a = open_in(self, "a", O_RDWR), b = open_in(self, "b", O_RDWR);
-	long long sys1, dev1;
-
-	ASSERT_LE(0, a);
-	ASSERT_LE(0, b);
-	ASSERT_EQ(DATA, pwrite(a, self->data, DATA, 0));
-	ASSERT_EQ(DATA, pwrite(b, self->data, DATA, 0));
-	ASSERT_EQ(0, set_table(self, 1));
-	sys1 = errno_of(fdatasync(a));
-	dev1 = through_device(self->dev, afs_req(AIOFSYNC_OP_FDATASYNC, b, 0,
-						 0, NULL, 1));
-	EXPECT_EQ(-EIO, sys1);
-	EXPECT_EQ(sys1, dev1);
-	close(a);
-	close(b);
+	side_by_side(_metadata, self, AIOFSYNC_OP_FDATASYNC, 0);
 }
 
-/* An O_DIRECT write that fails completes with the error pwrite(2) gives. */
+/* An O_DIRECT write to a failing disk completes as pwrite(2) returns. */
 TEST_F(fault, direct_write_error_like_pwrite2)
 {
-	int a = open_in(self, "a", O_RDWR | O_DIRECT);
-	int b = open_in(self, "b", O_RDWR | O_DIRECT);
-	void *buf;
-	long long sys, dev;
+	side_by_side(_metadata, self, AIOFSYNC_OP_WRITE, 1);
+}
 
-	ASSERT_LE(0, a);
-	ASSERT_LE(0, b);
-	ASSERT_EQ(0, posix_memalign(&buf, 4096, 4096));
-	memset(buf, 'd', 4096);
-	ASSERT_EQ(0, fallocate(a, 0, 0, 1 << 20));
-	ASSERT_EQ(0, fallocate(b, 0, 0, 1 << 20));
-	ASSERT_EQ(0, syncfs(a));
+/*
+ * Two open files of one inode served by one shared flush: each still gets
+ * the writeback error once, as two fsync(2) calls would give it.
+ */
+TEST_F(fault, shared_flush_reports_error_to_each_file)
+{
+	long long sys[4], dev[4];
+	struct afs_stall stall;
+	struct aiofsync_req reqs[3];
+	struct aiofsync_event ev[3];
+	int f1, f2, i;
+
+	/* Through the system calls. */
+	ASSERT_EQ(0, fs_up(self));
+	f1 = open_in(self, "f", O_RDWR);
+	f2 = open_in(self, "f", O_RDWR);
+	ASSERT_LE(0, f2);
+	ASSERT_EQ(DATA, pwrite(f1, self->data, DATA, 0));
+	ASSERT_EQ(4096, pwrite(f1, self->data, 4096, DATA));
 	ASSERT_EQ(0, set_table(self, 1));
-	sys = errno_of(pwrite(a, buf, 4096, 0));
-	dev = through_device(self->dev, afs_req(AIOFSYNC_OP_WRITE, b, 0, 4096,
-						buf, 1));
-	EXPECT_EQ(-EIO, sys);
-	EXPECT_EQ(sys, dev);
-	free(buf);
-	close(a);
-	close(b);
+	sys[0] = errno_of(fsync(f1));
+	sys[1] = errno_of(fsync(f2));
+	sys[2] = errno_of(fsync(f1));
+	sys[3] = errno_of(fsync(f2));
+	close(f1);
+	close(f2);
+	fs_down(self);
+
+	/* Through the device: both fsyncs wait behind a stalled write. */
+	ASSERT_EQ(0, fs_up(self));
+	f1 = open_in(self, "f", O_RDWR);
+	f2 = open_in(self, "f", O_RDWR);
+	ASSERT_LE(0, f2);
+	ASSERT_EQ(DATA, pwrite(f1, self->data, DATA, 0));
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	reqs[0] = afs_req(AIOFSYNC_OP_WRITE, f1, DATA, 4096, stall.addr, 1);
+	reqs[1] = afs_req(AIOFSYNC_OP_FSYNC, f1, 0, 0, NULL, 2);
+	reqs[2] = afs_req(AIOFSYNC_OP_FSYNC, f2, 0, 0, NULL, 3);
+	ASSERT_EQ(1, afs_submit(self->dev, reqs, 1));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, 5000));
+	ASSERT_EQ(0, set_table(self, 1));
+	ASSERT_EQ(2, afs_submit(self->dev, reqs + 1, 2));
+	ASSERT_EQ(0, afs_stall_release(&stall, 'e'));
+	ASSERT_EQ(3, afs_reap(self->dev, ev, 3, 3, 30000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	for (i = 1; i < 3; i++) {
+		EXPECT_EQ(i + 1, ev[i].user_tag);
+		EXPECT_EQ(AIOFSYNC_EV_SHARED_FLUSH, ev[i].flags);
+		dev[i - 1] = ev[i].res;
+	}
+	dev[2] = through_device(self->dev, afs_req(AIOFSYNC_OP_FSYNC, f1, 0, 0,
+						   NULL, 4));
+	dev[3] = through_device(self->dev, afs_req(AIOFSYNC_OP_FSYNC, f2, 0, 0,
+						   NULL, 5));
+	afs_stall_destroy(&stall);
+	close(f1);
+	close(f2);
+
+	TH_LOG("system call: %lld %lld %lld %lld; aiofsync: %lld %lld %lld %lld",
+	       sys[0], sys[1], sys[2], sys[3], dev[0], dev[1], dev[2], dev[3]);
+	EXPECT_EQ(-EIO, sys[0]);
+	for (i = 0; i < 4; i++) {
+		EXPECT_EQ(sys[i], dev[i]);
+	}
 }
 
 TEST_HARNESS_MAIN
