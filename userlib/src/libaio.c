@@ -1,0 +1,612 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The libaio API on /dev/aiofsync: io_setup() opens a device context,
+ * io_submit() translates iocbs into device requests, io_getevents() reaps.
+ *
+ * io_context_t points to struct io_context below. The iocb layout is the
+ * kernel's (<linux/aio_abi.h>), which libaio's <libaio.h> mirrors, so
+ * programs built with libaio's header and its inline helpers (io_prep_*,
+ * io_set_callback, io_set_eventfd) work unchanged. Functions return -errno,
+ * as libaio's do.
+ *
+ * The device carries one 64-bit user_tag per request, but an io_event needs
+ * two words from submit time: the iocb pointer (obj) and its data. Kernel
+ * AIO lets a program reuse or free an iocb as soon as io_submit() returns,
+ * so data cannot be read back from the iocb at reap time. Each context has
+ * a slot table instead, sized from io_setup()'s nr_events; the tag is the
+ * slot number. Slots are taken and given back through a lock-free stack, so
+ * neither submission nor reaping takes a lock.
+ *
+ * Files without positioned I/O (pipes, sockets), which kernel AIO serves
+ * synchronously, are refused by the device with ESPIPE: the helper threads
+ * of fallback.c run those, and post their completion into the context as a
+ * marker event (device.c), so that io_getevents() still only waits in the
+ * device.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/aio_abi.h>
+
+#include "internal.h"
+
+#define AFS_CTX_MAGIC	0xa10f5c7bU
+#define AFS_MAX_RW	0x7ffff000UL
+#define AFS_SUBMIT_BATCH 64
+#define AFS_TAG_FALLBACK 0x1ULL
+
+struct afs_slot {
+	_Atomic uintptr_t iocb;		/* the iocb while in flight, else 0 */
+	uint64_t data;			/* its data word, taken at submit */
+	int64_t res;			/* result of a fallback request */
+};
+
+struct io_context {
+	uint32_t magic;
+	int dev;
+	unsigned int generation;	/* afs_fork_generation at io_setup */
+	atomic_int refs;		/* io_setup's, and one per fallback request */
+	atomic_bool dead;		/* io_destroy() was called */
+	uint32_t nslots;
+	struct afs_slot *slot;		/* [nslots + 1]: index 0 is "none" */
+	_Atomic uint32_t *next;		/* free list links, same indices */
+	struct afs_idxstack free;
+	struct io_context *list_next;	/* all contexts, for fork() */
+};
+
+typedef struct io_context *io_context_t;
+typedef void (*io_callback_t)(io_context_t ctx, struct iocb *iocb, long res,
+			      long res2);
+
+/* ---- contexts ---- */
+
+/* Every context, so that a child after fork() can let go of them. */
+static struct {
+	pthread_mutex_t lock;
+	struct io_context *head;
+} afs_ctxs = { .lock = PTHREAD_MUTEX_INITIALIZER };
+
+/*
+ * Kernel AIO contexts do not survive into a child; ours must not either: the
+ * child would reap the parent's events, and would keep the parent's context
+ * open past the parent's io_destroy(). The memory stays (the program may
+ * still call io_destroy(), which then says EINVAL).
+ */
+static void afs_ctxs_child(void)
+{
+	struct io_context *ctx;
+
+	for (ctx = afs_ctxs.head; ctx; ctx = ctx->list_next)
+		close(ctx->dev);
+	afs_ctxs.head = NULL;
+}
+
+static struct afs_fork_hook afs_ctxs_fork = {
+	.lock = &afs_ctxs.lock,
+	.child = afs_ctxs_child,
+};
+
+static void afs_ctx_put(struct io_context *ctx)
+{
+	if (atomic_fetch_sub(&ctx->refs, 1) != 1)
+		return;
+	/* Closing waits for requests already running, as io_destroy() does. */
+	close(ctx->dev);
+	ctx->magic = 0;
+	free(ctx->slot);
+	free(ctx->next);
+	free(ctx);
+}
+
+/* A context of this process, not destroyed. */
+static bool afs_ctx_ok(const struct io_context *ctx)
+{
+	return ctx && ctx->magic == AFS_CTX_MAGIC && !atomic_load(&ctx->dead) &&
+	       ctx->generation == atomic_load(&afs_fork_generation);
+}
+
+static uint32_t afs_slot_get(struct io_context *ctx, const struct iocb *iocb,
+			     uint64_t data)
+{
+	uint32_t idx = afs_idxstack_pop(&ctx->free, ctx->next);
+
+	if (idx) {
+		ctx->slot[idx].data = data;
+		ctx->slot[idx].res = 0;
+		atomic_store_explicit(&ctx->slot[idx].iocb, (uintptr_t)iocb,
+				      memory_order_relaxed);
+	}
+	return idx;
+}
+
+static void afs_slot_put(struct io_context *ctx, uint32_t idx)
+{
+	atomic_store_explicit(&ctx->slot[idx].iocb, 0, memory_order_relaxed);
+	afs_idxstack_push(&ctx->free, ctx->next, idx);
+}
+
+static int afs_io_setup(int maxevents, io_context_t *ctxp)
+{
+	struct aiofsync_info info;
+	struct io_context *ctx;
+	uint32_t i, n;
+	int dev;
+
+	if (!ctxp)
+		return -EFAULT;
+	if (maxevents <= 0 || *ctxp)
+		return -EINVAL;
+	dev = afs_dev_open(&info);
+	if (dev < 0)
+		return dev;
+	if ((unsigned int)maxevents > info.max_ctx_requests) {
+		close(dev);
+		return -EAGAIN;
+	}
+	/* Room for what is in flight and what waits to be reaped, as the
+	 * kernel's ring, which is at least twice nr_events. */
+	n = (uint32_t)maxevents * 2 < info.max_ctx_requests ?
+	    (uint32_t)maxevents * 2 : info.max_ctx_requests;
+
+	ctx = calloc(1, sizeof(*ctx));
+	if (ctx) {
+		ctx->slot = calloc(n + 1, sizeof(*ctx->slot));
+		ctx->next = calloc(n + 1, sizeof(*ctx->next));
+	}
+	if (!ctx || !ctx->slot || !ctx->next) {
+		if (ctx) {
+			free(ctx->slot);
+			free(ctx->next);
+		}
+		free(ctx);
+		close(dev);
+		return -ENOMEM;
+	}
+	ctx->magic = AFS_CTX_MAGIC;
+	ctx->dev = dev;
+	ctx->generation = atomic_load(&afs_fork_generation);
+	ctx->nslots = n;
+	atomic_init(&ctx->refs, 1);
+	for (i = n; i >= 1; i--)
+		afs_idxstack_push(&ctx->free, ctx->next, i);
+
+	afs_fork_hook_add(&afs_ctxs_fork);
+	pthread_mutex_lock(&afs_ctxs.lock);
+	ctx->list_next = afs_ctxs.head;
+	afs_ctxs.head = ctx;
+	pthread_mutex_unlock(&afs_ctxs.lock);
+	*ctxp = ctx;
+	return 0;
+}
+
+static int afs_io_destroy(io_context_t ctx)
+{
+	struct io_context **p;
+	unsigned int canceled, running;
+	bool was_dead = true;
+
+	if (!afs_ctx_ok(ctx))
+		return -EINVAL;
+	pthread_mutex_lock(&afs_ctxs.lock);
+	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
+		if (*p == ctx) {
+			*p = ctx->list_next;
+			was_dead = atomic_exchange(&ctx->dead, true);
+			break;
+		}
+	}
+	pthread_mutex_unlock(&afs_ctxs.lock);
+	if (was_dead)
+		return -EINVAL;
+	/* Queued helper requests are dropped; running ones end on their own. */
+	afs_fb_cancel(ctx, -1, 0, true, &canceled, &running);
+	afs_ctx_put(ctx);
+	return 0;
+}
+
+/* ---- submission ---- */
+
+struct afs_libaio_fb {
+	struct afs_fb_req fb;
+	struct io_context *ctx;
+};
+
+static void afs_libaio_fb_done(struct afs_fb_req *req)
+{
+	struct afs_libaio_fb *f = (struct afs_libaio_fb *)req;
+	struct io_context *ctx = f->ctx;
+	uint32_t idx = (uint32_t)req->tag;
+
+	if (!atomic_load(&ctx->dead)) {
+		ctx->slot[idx].res = req->res;
+		afs_dev_post_marker(ctx->dev,
+				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK);
+	}
+	afs_ctx_put(ctx);
+	free(f);
+}
+
+static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
+			       const struct aiofsync_req *r)
+{
+	struct afs_libaio_fb *f = calloc(1, sizeof(*f));
+	int ret;
+
+	if (!f)
+		return -EAGAIN;
+	f->fb.fd = (int)r->fd;
+	f->fb.opcode = r->opcode;
+	f->fb.buf = (void *)(uintptr_t)r->addr;
+	f->fb.len = r->len;
+	f->fb.offset = (off_t)r->offset;
+	f->fb.owner = ctx;
+	f->fb.tag = idx;
+	f->fb.done = afs_libaio_fb_done;
+	f->ctx = ctx;
+	atomic_fetch_add(&ctx->refs, 1);
+	ret = afs_fb_submit(&f->fb);
+	if (ret) {
+		atomic_fetch_sub(&ctx->refs, 1);
+		free(f);
+	}
+	return ret;
+}
+
+/* An iocb as a device request; -EINVAL where kernel AIO refuses it too. */
+static int afs_iocb_to_req(const struct iocb *io, struct aiofsync_req *r)
+{
+	uint64_t len;
+
+	if (io->aio_reserved2 || io->aio_rw_flags ||
+	    (io->aio_flags & ~(IOCB_FLAG_RESFD | IOCB_FLAG_IOPRIO)))
+		return -EINVAL;
+	afs_dev_req_init(r, 0, (int)io->aio_fildes, 0);
+	switch (io->aio_lio_opcode) {
+	case IOCB_CMD_PREAD:
+	case IOCB_CMD_PWRITE:
+		if (io->aio_offset < 0)
+			return -EINVAL;
+		r->opcode = io->aio_lio_opcode == IOCB_CMD_PREAD ?
+			    AIOFSYNC_OP_READ : AIOFSYNC_OP_WRITE;
+		len = io->aio_nbytes > AFS_MAX_RW ? AFS_MAX_RW : io->aio_nbytes;
+		if (len > (uint64_t)INT64_MAX - (uint64_t)io->aio_offset)
+			len = (uint64_t)INT64_MAX - (uint64_t)io->aio_offset;
+		r->offset = (uint64_t)io->aio_offset;
+		r->len = len;
+		r->addr = io->aio_buf;
+		break;
+	case IOCB_CMD_FSYNC:
+	case IOCB_CMD_FDSYNC:
+		/* Kernel AIO: a sync of the whole file, nothing else set. */
+		if (io->aio_buf || io->aio_nbytes || io->aio_offset)
+			return -EINVAL;
+		r->opcode = io->aio_lio_opcode == IOCB_CMD_FSYNC ?
+			    AIOFSYNC_OP_FSYNC : AIOFSYNC_OP_FDATASYNC;
+		break;
+	default:
+		/* PREADV, PWRITEV, POLL, NOOP: not offered by the device. */
+		return -EINVAL;
+	}
+	if (io->aio_flags & IOCB_FLAG_RESFD) {
+		r->flags |= AIOFSYNC_REQ_EVENTFD;
+		r->resfd = io->aio_resfd;
+	}
+	return 0;
+}
+
+/*
+ * Submit @n iocbs (copies in @io, the program's pointers in @ptr). Returns
+ * how many were queued; *err gets the error of the first one that was not.
+ */
+static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
+			    const struct iocb *io, int n, int *err)
+{
+	struct aiofsync_req reqs[AFS_SUBMIT_BATCH];
+	uint32_t idx[AFS_SUBMIT_BATCH];
+	int i, ready = 0, done = 0, got;
+
+	*err = 0;
+	for (i = 0; i < n; i++) {
+		*err = afs_iocb_to_req(&io[i], &reqs[i]);
+		if (*err)
+			break;
+		idx[i] = afs_slot_get(ctx, ptr[i], io[i].aio_data);
+		if (!idx[i]) {
+			*err = -EAGAIN;
+			break;
+		}
+		reqs[i].user_tag = (uint64_t)idx[i] << 1;
+		ready++;
+	}
+
+	while (done < ready) {
+		got = afs_dev_submit(ctx->dev, &reqs[done],
+				     (unsigned int)(ready - done));
+		if (got > 0) {
+			done += got;
+			continue;
+		}
+		if (!got)
+			got = -EAGAIN;
+		/* Kernel AIO runs pipes and sockets synchronously: helpers. */
+		if (got == -ESPIPE)
+			got = afs_libaio_fallback(ctx, idx[done], &reqs[done]);
+		if (got) {
+			*err = got;
+			break;
+		}
+		done++;
+	}
+	for (i = done; i < ready; i++)
+		afs_slot_put(ctx, idx[i]);
+	return done;
+}
+
+/*
+ * Read the program's iocb pointers and iocbs through afs_copy_in(): a NULL
+ * or wild array gives -EFAULT, as the system call does, never SIGSEGV.
+ */
+static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
+{
+	struct iocb *ptr[AFS_SUBMIT_BATCH];
+	struct iocb io[AFS_SUBMIT_BATCH];
+	struct iovec dst[AFS_SUBMIT_BATCH], src[AFS_SUBMIT_BATCH];
+	long done = 0;
+	int chunk, n, i, k, err = 0;
+
+	if (!afs_ctx_ok(ctx) || nr < 0)
+		return -EINVAL;
+	while (done < nr) {
+		chunk = nr - done > AFS_SUBMIT_BATCH ? AFS_SUBMIT_BATCH :
+						       (int)(nr - done);
+		/* One segment per pointer: a fault stops at the first bad one. */
+		for (i = 0; i < chunk; i++) {
+			dst[i].iov_base = &ptr[i];
+			dst[i].iov_len = sizeof(ptr[i]);
+			src[i].iov_base = ios + done + i;
+			src[i].iov_len = sizeof(ptr[i]);
+		}
+		chunk = (int)(afs_copy_in(dst, src, chunk) / sizeof(ptr[0]));
+		if (!chunk) {
+			err = -EFAULT;
+			break;
+		}
+		for (i = 0; i < chunk; i++) {
+			dst[i].iov_base = &io[i];
+			dst[i].iov_len = sizeof(io[i]);
+			src[i].iov_base = ptr[i];
+			src[i].iov_len = sizeof(io[i]);
+		}
+		n = (int)(afs_copy_in(dst, src, chunk) / sizeof(io[0]));
+		k = afs_submit_chunk(ctx, ptr, io, n, &err);
+		done += k;
+		if (k < n)
+			break;
+		if (n < chunk || chunk < AFS_SUBMIT_BATCH) {
+			/* A pointer or an iocb could not be read. */
+			if (done < nr)
+				err = -EFAULT;
+			break;
+		}
+	}
+	return done ? (int)done : err;
+}
+
+/* ---- completion ---- */
+
+/*
+ * Turn @n device events into io_events in place: both are 32 bytes, and the
+ * device wrote them where the program asked, so it checked the array.
+ */
+static void afs_events_convert(struct io_context *ctx, void *events, int n)
+{
+	struct aiofsync_event ev;
+	struct io_event out;
+	struct afs_slot *s;
+	uint32_t idx;
+	int i;
+
+	_Static_assert(sizeof(ev) == sizeof(out), "events are converted in place");
+	for (i = 0; i < n; i++) {
+		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
+		idx = (uint32_t)(ev.user_tag >> 1);
+		if (!idx || idx > ctx->nslots)
+			continue;	/* cannot happen: tags are ours */
+		s = &ctx->slot[idx];
+		out.data = s->data;
+		out.obj = atomic_load_explicit(&s->iocb, memory_order_relaxed);
+		out.res = ev.user_tag & AFS_TAG_FALLBACK ? s->res : ev.res;
+		out.res2 = ev.res2;
+		afs_slot_put(ctx, idx);
+		memcpy((char *)events + i * sizeof(out), &out, sizeof(out));
+	}
+}
+
+static int afs_reap(struct io_context *ctx, long min_nr, long nr,
+		    void *events, uint64_t timeout_ns)
+{
+	int n;
+
+	if (nr > INT_MAX)
+		nr = INT_MAX;
+	n = afs_dev_reap(ctx->dev, events, (unsigned int)min_nr,
+			 (unsigned int)nr, timeout_ns);
+	if (n > 0)
+		afs_events_convert(ctx, events, n);
+	return n;
+}
+
+static int afs_timeout_ns(const struct timespec *ts, uint64_t *ns)
+{
+	if (!ts) {
+		*ns = AIOFSYNC_TIMEOUT_INFINITE;
+		return 0;
+	}
+	if (!afs_timespec_valid(ts))
+		return -EINVAL;
+	*ns = afs_timespec_to_ns(ts);
+	return 0;
+}
+
+static int afs_getevents_check(io_context_t ctx, long min_nr, long nr)
+{
+	if (!afs_ctx_ok(ctx) || min_nr < 0 || nr < 0 || min_nr > nr)
+		return -EINVAL;
+	return 0;
+}
+
+static int afs_io_getevents(io_context_t ctx, long min_nr, long nr,
+			    struct io_event *events, struct timespec *timeout)
+{
+	uint64_t ns;
+	int ret = afs_getevents_check(ctx, min_nr, nr);
+
+	if (!ret)
+		ret = afs_timeout_ns(timeout, &ns);
+	if (ret || !nr)
+		return ret;
+	return afs_reap(ctx, min_nr, nr, events, ns);
+}
+
+/*
+ * io_pgetevents(): the wait must run with @sigmask in force, atomically, as
+ * pselect() does. ppoll() on the context gives exactly that; the events are
+ * then taken without waiting.
+ */
+static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
+			     struct io_event *events, struct timespec *timeout,
+			     sigset_t *sigmask)
+{
+	struct afs_deadline deadline;
+	struct pollfd pfd;
+	struct timespec left;
+	long got = 0;
+	int n, ret;
+
+	if (!sigmask)
+		return afs_io_getevents(ctx, min_nr, nr, events, timeout);
+	ret = afs_getevents_check(ctx, min_nr, nr);
+	if (!ret && afs_deadline_init(&deadline, timeout))
+		ret = -EINVAL;
+	if (ret || !nr)
+		return ret;
+	pfd.fd = ctx->dev;
+	pfd.events = POLLIN;
+	for (;;) {
+		n = afs_reap(ctx, 0, nr - got, events + got, 0);
+		if (n < 0)
+			return got ? (int)got : n;
+		got += n;
+		if (got >= min_nr || !afs_deadline_left(&deadline, &left))
+			break;
+		if (ppoll(&pfd, 1, deadline.forever ? NULL : &left, sigmask) < 0 &&
+		    errno == EINTR)
+			return got ? (int)got : -EINTR;
+	}
+	return (int)got;
+}
+
+static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
+			 struct io_event *result)
+{
+	unsigned int fb_canceled = 0, fb_running;
+	uint32_t idx, canceled = 0, c, running;
+
+	(void)result;	/* as in the kernel: the event comes from io_getevents */
+	if (!afs_ctx_ok(ctx))
+		return -EINVAL;
+	if (!iocb)
+		return -EFAULT;
+	for (idx = 1; idx <= ctx->nslots; idx++) {
+		if (atomic_load_explicit(&ctx->slot[idx].iocb,
+					 memory_order_relaxed) != (uintptr_t)iocb)
+			continue;
+		afs_fb_cancel(ctx, -1, idx, false, &c, &fb_running);
+		fb_canceled += c;
+		if (!afs_dev_cancel(ctx->dev, AIOFSYNC_CANCEL_TAG, -1,
+				    (uint64_t)idx << 1, &c, &running))
+			canceled += c;
+	}
+	/* Kernel AIO: -EINPROGRESS, the event with -ECANCELED follows. */
+	return canceled || fb_canceled ? -EINPROGRESS : -EINVAL;
+}
+
+/* ---- libaio's library calls ---- */
+
+static int afs_io_queue_init(int maxevents, io_context_t *ctxp)
+{
+	return afs_io_setup(maxevents, ctxp);
+}
+
+static int afs_io_queue_release(io_context_t ctx)
+{
+	return afs_io_destroy(ctx);
+}
+
+/* Call each reaped request's callback (iocb->data, io_set_callback()). */
+static int afs_io_queue_run(io_context_t ctx)
+{
+	struct io_event ev[16];
+	io_callback_t cb;
+	int n, i;
+
+	if (!afs_ctx_ok(ctx))
+		return -EINVAL;
+	do {
+		n = afs_reap(ctx, 0, 16, ev, 0);
+		for (i = 0; i < n; i++) {
+			cb = (io_callback_t)(uintptr_t)ev[i].data;
+			if (cb)
+				cb(ctx, (struct iocb *)(uintptr_t)ev[i].obj,
+				   (long)ev[i].res, (long)ev[i].res2);
+		}
+	} while (n == 16);
+	return n < 0 ? n : 0;
+}
+
+/* Wait until completions are there to run (or the timeout): 0 or -errno. */
+static int afs_io_queue_wait(io_context_t ctx, struct timespec *timeout)
+{
+	struct pollfd pfd;
+
+	if (!afs_ctx_ok(ctx))
+		return -EINVAL;
+	if (timeout && !afs_timespec_valid(timeout))
+		return -EINVAL;
+	pfd.fd = ctx->dev;
+	pfd.events = POLLIN;
+	if (ppoll(&pfd, 1, timeout, NULL) < 0)
+		return -errno;
+	return 0;
+}
+
+/* libaio 0.1's signatures, still exported by libaio.so.1 for old binaries. */
+static int afs_io_getevents_0_1(io_context_t ctx, long nr,
+				struct io_event *events,
+				struct timespec *timeout)
+{
+	return afs_io_getevents(ctx, 1, nr, events, timeout);
+}
+
+static int afs_io_cancel_0_1(io_context_t ctx, struct iocb *iocb)
+{
+	struct io_event ev;
+
+	return afs_io_cancel(ctx, iocb, &ev);
+}
+
+AFS_EXPORT_LIBAIO(afs_io_queue_init, io_queue_init, "LIBAIO_0.1");
+AFS_EXPORT_LIBAIO(afs_io_queue_run, io_queue_run, "LIBAIO_0.1");
+AFS_EXPORT_LIBAIO(afs_io_queue_release, io_queue_release, "LIBAIO_0.1");
+AFS_EXPORT_LIBAIO(afs_io_submit, io_submit, "LIBAIO_0.1");
+AFS_EXPORT_LIBAIO(afs_io_setup, io_setup, "LIBAIO_0.4");
+AFS_EXPORT_LIBAIO(afs_io_destroy, io_destroy, "LIBAIO_0.4");
+AFS_EXPORT_LIBAIO(afs_io_cancel, io_cancel, "LIBAIO_0.4");
+AFS_EXPORT_LIBAIO(afs_io_getevents, io_getevents, "LIBAIO_0.4");
+AFS_EXPORT_LIBAIO(afs_io_queue_wait, io_queue_wait, "LIBAIO_0.4");
+AFS_EXPORT_LIBAIO(afs_io_pgetevents, io_pgetevents, "LIBAIO_0.5");
+AFS_EXPORT_ALSO_AS(afs_io_getevents_0_1, io_getevents, "LIBAIO_0.1", o);
+AFS_EXPORT_ALSO_AS(afs_io_cancel_0_1, io_cancel, "LIBAIO_0.1", o);
+AFS_EXPORT_ALSO_AS(afs_io_queue_wait, io_queue_wait, "LIBAIO_0.1", o);

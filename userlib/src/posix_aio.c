@@ -1,0 +1,744 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * POSIX AIO on /dev/aiofsync, with glibc's struct aiocb and symbol names.
+ *
+ * The process has one device context, opened by the first request (state
+ * machine on an atomic, no lock), and one reaper thread that blocks in
+ * AIOFSYNC_IOC_REAP. Each request carries its aiocb pointer as user_tag; the
+ * reaper writes the result into the aiocb (__return_value, then
+ * __error_code with release order) so that aio_error() is a plain load,
+ * bumps the completion sequence that aio_suspend() and friends sleep on,
+ * and only then notifies (aio_sigevent, copied before publishing).
+ *
+ * Submission takes no lock: checks, one ioctl. The device orders an fsync
+ * behind every write to the same file submitted before it, so aio_fsync()
+ * only has to submit. What the device refuses by the nature of the file
+ * (ESPIPE, EINVAL) or of the buffer (EFAULT), and writes to O_APPEND
+ * descriptors (appends must land in call order, which only a per-descriptor
+ * queue gives), go to the helper threads of fallback.c instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal.h"
+#include "../aiofsync.h"
+
+/* Largest byte count of one read/write, as the kernel's MAX_RW_COUNT. */
+#define AFS_MAX_RW	0x7ffff000UL
+#define AFS_REAP_BATCH	64
+#define AFS_SUBMIT_BATCH 64
+
+enum { AFS_PX_NONE, AFS_PX_OPENING, AFS_PX_READY };
+
+static struct {
+	atomic_uint state;
+	int dev;
+} afs_px;
+
+/* The owner of this file's requests in the fallback queues. */
+#define AFS_PX_OWNER	((void *)&afs_px)
+
+/* A request that completes once everything before it in the queue did. */
+struct afs_barrier {
+	atomic_bool done;
+};
+
+bool afs_posix_started(void)
+{
+	return atomic_load(&afs_px.state) == AFS_PX_READY;
+}
+
+/* ---- completion ---- */
+
+struct afs_note {
+	struct sigevent sev;
+	struct afs_lio_group *group;
+};
+
+struct afs_lio_group {
+	atomic_uint remaining;
+	struct sigevent sev;
+};
+
+static void afs_lio_group_put(struct afs_lio_group *g)
+{
+	if (atomic_fetch_sub(&g->remaining, 1) == 1) {
+		afs_sigev_notify(&g->sev);
+		free(g);
+	}
+}
+
+/*
+ * Publish the result of @cb. Everything needed afterwards is copied to
+ * @note first: once __error_code says "done" the aiocb is the program's.
+ */
+static void afs_posix_finish(struct aiocb *cb, long res, struct afs_note *note)
+{
+	struct afs_priv *p = afs_priv(cb);
+	ssize_t ret = res < 0 ? -1 : res;
+	int err = res < 0 ? (int)-res : 0;
+
+	note->group = p->group;
+	note->sev = cb->aio_sigevent;
+	if (p->flags & AFS_PRIV_NO_NOTIFY)
+		note->sev.sigev_notify = SIGEV_NONE;
+	afs_wc_record(cb, ret, err);
+	cb->__return_value = ret;
+	atomic_store_explicit(afs_error_code(cb), err, memory_order_release);
+}
+
+static void afs_posix_notify(const struct afs_note *note)
+{
+	afs_sigev_notify(&note->sev);
+	if (note->group)
+		afs_lio_group_put(note->group);
+}
+
+static void afs_posix_complete(struct aiocb *cb, long res)
+{
+	struct afs_note note;
+
+	afs_posix_finish(cb, res, &note);
+	afs_completion_wake();
+	afs_posix_notify(&note);
+}
+
+static void *afs_posix_reaper(void *arg)
+{
+	struct aiofsync_event ev[AFS_REAP_BATCH];
+	struct afs_note note[AFS_REAP_BATCH];
+	bool has_note[AFS_REAP_BATCH];
+	int dev = (int)(intptr_t)arg, n, i;
+	struct afs_barrier *b;
+
+	for (;;) {
+		n = afs_dev_reap(dev, ev, 1, AFS_REAP_BATCH,
+				 AIOFSYNC_TIMEOUT_INFINITE);
+		if (n == -EINTR)
+			continue;
+		if (n < 0)
+			return NULL;	/* the context is gone */
+		for (i = 0; i < n; i++) {
+			has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
+			if (has_note[i]) {
+				afs_posix_finish((struct aiocb *)(uintptr_t)ev[i].user_tag,
+						 ev[i].res, &note[i]);
+				continue;
+			}
+			b = (struct afs_barrier *)(uintptr_t)
+				(ev[i].user_tag & ~AFS_TAG_BARRIER);
+			atomic_store(&b->done, true);
+		}
+		afs_completion_wake();
+		for (i = 0; i < n; i++)
+			if (has_note[i])
+				afs_posix_notify(&note[i]);
+	}
+}
+
+/* ---- the process's context ---- */
+
+static void afs_px_child(void)
+{
+	/* The descriptor is the parent's context: its events are not ours. */
+	if (atomic_load(&afs_px.state) == AFS_PX_READY)
+		close(afs_px.dev);
+	atomic_store(&afs_px.state, AFS_PX_NONE);
+}
+
+static struct afs_fork_hook afs_px_fork = { .child = afs_px_child };
+
+static int afs_px_open(void)
+{
+	sigset_t mask;
+	int dev, ret;
+
+	afs_fork_hook_add(&afs_px_fork);
+	dev = afs_dev_open(NULL);
+	if (dev < 0)
+		return dev;
+	pthread_sigmask(SIG_BLOCK, NULL, &mask);
+	afs_notify_set_thread_mask(&mask);
+	ret = afs_thread_start(afs_posix_reaper, (void *)(intptr_t)dev);
+	if (ret) {
+		close(dev);
+		return -EAGAIN;
+	}
+	return dev;
+}
+
+/* The context's descriptor, opened on first use; or -errno. */
+static int afs_px_dev(void)
+{
+	unsigned int s;
+	int dev;
+
+	for (;;) {
+		s = atomic_load(&afs_px.state);
+		if (s == AFS_PX_READY)
+			return afs_px.dev;
+		if (s == AFS_PX_OPENING) {
+			afs_futex_wait(&afs_px.state, s, NULL);
+			continue;
+		}
+		if (!atomic_compare_exchange_strong(&afs_px.state, &s,
+						    AFS_PX_OPENING))
+			continue;
+		/* Failure is not remembered: a module loaded later is used. */
+		dev = afs_px_open();
+		if (dev >= 0)
+			afs_px.dev = dev;
+		atomic_store(&afs_px.state, dev >= 0 ? AFS_PX_READY : AFS_PX_NONE);
+		afs_futex_wake(&afs_px.state, INT_MAX);
+		return dev;
+	}
+}
+
+static bool afs_barrier_done(void *arg)
+{
+	return atomic_load(&((struct afs_barrier *)arg)->done);
+}
+
+/* Queue a barrier and wait until everything reaped before it is published. */
+static void afs_px_barrier(int dev)
+{
+	struct afs_barrier b = { false };
+
+	if (afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER))
+		return;
+	/* Signals do not end this wait: the barrier is on its way. */
+	afs_completion_wait(afs_barrier_done, &b, NULL, true);
+}
+
+/* ---- submission ---- */
+
+static void afs_fb_posix_done(struct afs_fb_req *req)
+{
+	afs_posix_complete((struct aiocb *)(uintptr_t)req->tag, req->res);
+	free(req);
+}
+
+static int afs_posix_fallback(struct aiocb *cb, const struct aiofsync_req *r)
+{
+	struct afs_fb_req *req = malloc(sizeof(*req));
+	int ret;
+
+	if (!req)
+		return EAGAIN;
+	memset(req, 0, sizeof(*req));
+	req->fd = cb->aio_fildes;
+	req->opcode = r->opcode;
+	req->buf = (void *)(uintptr_t)r->addr;
+	req->len = r->len;
+	req->offset = (off_t)r->offset;
+	req->owner = AFS_PX_OWNER;
+	req->tag = (uintptr_t)cb;
+	req->done = afs_fb_posix_done;
+	ret = afs_fb_submit(req);
+	if (ret)
+		free(req);
+	return -ret;
+}
+
+/* Errors of a request the device refused, as aio_*() report them. */
+static int afs_posix_refused(int err)
+{
+	return err == ENOMEM ? EAGAIN : err;
+}
+
+/* What the device refuses by nature of the file or buffer: helpers run it. */
+static bool afs_posix_wants_fallback(int err)
+{
+	return err == ESPIPE || err == EINVAL || err == EFAULT;
+}
+
+/* Record a request that could not be queued. */
+static void afs_posix_not_queued(struct aiocb *cb, int err)
+{
+	cb->__return_value = -1;
+	atomic_store_explicit(afs_error_code(cb), err, memory_order_release);
+}
+
+/*
+ * Check @cb for @opcode and fill @r. Returns 0, or the errno the call must
+ * fail with; *fallback says the helpers must run it.
+ */
+static int afs_posix_prepare(struct aiocb *cb, uint32_t opcode, bool range,
+			     struct aiofsync_req *r, bool *fallback)
+{
+	bool rw = opcode == AIOFSYNC_OP_READ || opcode == AIOFSYNC_OP_WRITE;
+	uint64_t len = 0;
+	int fl;
+
+	if (!cb || afs_sigev_check(&cb->aio_sigevent))
+		return EINVAL;
+	if (rw && (cb->aio_reqprio < 0 || cb->aio_reqprio > AIO_PRIO_DELTA_MAX))
+		return EINVAL;
+	if ((rw || range) && cb->aio_offset < 0)
+		return EINVAL;
+	/* EBADF at call time, as glibc: fcntl() tells what the fd allows. */
+	fl = fcntl(cb->aio_fildes, F_GETFL);
+	if (fl < 0)
+		return EBADF;
+	if (opcode == AIOFSYNC_OP_READ ? (fl & O_ACCMODE) == O_WRONLY :
+					  (fl & O_ACCMODE) == O_RDONLY)
+		return EBADF;
+
+	afs_dev_req_init(r, opcode, cb->aio_fildes, (uintptr_t)cb);
+	if (rw || range) {
+		len = cb->aio_nbytes;
+		/* As the system call would: a short transfer, not an error. */
+		if (rw && len > AFS_MAX_RW)
+			len = AFS_MAX_RW;
+		if (len > (uint64_t)INT64_MAX - (uint64_t)cb->aio_offset)
+			len = (uint64_t)INT64_MAX - (uint64_t)cb->aio_offset;
+		r->offset = (uint64_t)cb->aio_offset;
+		r->len = len;
+	}
+	if (rw) {
+		r->addr = (uintptr_t)cb->aio_buf;
+		r->prio = (uint32_t)cb->aio_reqprio;
+	}
+	*fallback = opcode != AIOFSYNC_OP_READ && (fl & O_APPEND);
+	return 0;
+}
+
+/* Make @cb "in progress", owned by @group, before it can complete. */
+static void afs_posix_arm(struct aiocb *cb, struct afs_lio_group *group,
+			  uint32_t flags)
+{
+	struct afs_priv *p = afs_priv(cb);
+
+	afs_wc_forget(cb);
+	p->group = group;
+	p->flags = flags;
+	cb->__return_value = 0;
+	atomic_store_explicit(afs_error_code(cb), EINPROGRESS,
+			      memory_order_release);
+}
+
+/*
+ * Queue @n prepared requests (a run of the device-bound ones in one ioctl).
+ * err[i] gets 0 for each queued request, else its error.
+ */
+static void afs_posix_queue(int dev, struct aiocb **cbs,
+			    struct aiofsync_req *reqs, const bool *fallback,
+			    int *err, int n)
+{
+	int i = 0, run, got;
+
+	while (i < n) {
+		if (fallback[i]) {
+			err[i] = afs_posix_fallback(cbs[i], &reqs[i]);
+			i++;
+			continue;
+		}
+		for (run = i; run < n && !fallback[run]; run++)
+			;
+		got = afs_dev_submit(dev, &reqs[i], (unsigned int)(run - i));
+		if (!got)
+			got = -EAGAIN;
+		if (got > 0) {
+			while (got--)
+				err[i++] = 0;
+			continue;
+		}
+		/* The first of the run was refused. */
+		err[i] = afs_posix_wants_fallback(-got) ?
+			 afs_posix_fallback(cbs[i], &reqs[i]) :
+			 afs_posix_refused(-got);
+		i++;
+	}
+	for (i = 0; i < n; i++)
+		if (err[i])
+			afs_posix_not_queued(cbs[i], err[i]);
+}
+
+static int afs_posix_submit(struct aiocb *cb, uint32_t opcode, bool range)
+{
+	struct aiofsync_req r;
+	bool fallback = false;
+	int dev, err;
+
+	err = afs_posix_prepare(cb, opcode, range, &r, &fallback);
+	if (!err) {
+		dev = afs_px_dev();
+		err = dev < 0 ? -dev : 0;
+	}
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	afs_posix_arm(cb, NULL, 0);
+	afs_posix_queue(dev, &cb, &r, &fallback, &err, 1);
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+/* ---- the API ---- */
+
+static int afs_aio_read(struct aiocb *cb)
+{
+	return afs_posix_submit(cb, AIOFSYNC_OP_READ, false);
+}
+
+static int afs_aio_write(struct aiocb *cb)
+{
+	return afs_posix_submit(cb, AIOFSYNC_OP_WRITE, false);
+}
+
+static int afs_sync_opcode(int op, uint32_t *opcode)
+{
+	/* Exact values: glibc's O_SYNC contains the O_DSYNC bit. */
+	if (op == O_SYNC)
+		*opcode = AIOFSYNC_OP_FSYNC;
+	else if (op == O_DSYNC)
+		*opcode = AIOFSYNC_OP_FDATASYNC;
+	else
+		return EINVAL;
+	return 0;
+}
+
+static int afs_posix_sync(int op, struct aiocb *cb, bool range)
+{
+	uint32_t opcode;
+
+	if (afs_sync_opcode(op, &opcode)) {
+		errno = EINVAL;
+		return -1;
+	}
+	return afs_posix_submit(cb, opcode, range);
+}
+
+static int afs_aio_fsync(int op, struct aiocb *cb)
+{
+	return afs_posix_sync(op, cb, false);
+}
+
+static int afs_aiofsync_fsync_range(int op, struct aiocb *cb)
+{
+	return afs_posix_sync(op, cb, true);
+}
+
+static int afs_aio_error(const struct aiocb *cb)
+{
+	if (!cb) {
+		errno = EINVAL;
+		return -1;
+	}
+	return atomic_load_explicit(afs_error_code(cb), memory_order_acquire);
+}
+
+static ssize_t afs_aio_return(struct aiocb *cb)
+{
+	if (!cb) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (atomic_load_explicit(afs_error_code(cb), memory_order_acquire) ==
+	    EINPROGRESS) {
+		errno = EINPROGRESS;
+		return -1;
+	}
+	/* Claimed: aio_waitcomplete() must not hand it out any more. */
+	afs_wc_forget(cb);
+	return cb->__return_value;
+}
+
+static bool afs_is_done(const struct aiocb *cb)
+{
+	return atomic_load_explicit(afs_error_code(cb), memory_order_acquire) !=
+	       EINPROGRESS;
+}
+
+struct afs_list {
+	const struct aiocb *const *cbs;
+	int n;
+};
+
+/* aio_suspend(): any element done (NULL elements are ignored). */
+static bool afs_list_any_done(void *arg)
+{
+	const struct afs_list *l = arg;
+	int i;
+
+	for (i = 0; i < l->n; i++)
+		if (l->cbs[i] && afs_is_done(l->cbs[i]))
+			return true;
+	return false;
+}
+
+static int afs_aio_suspend(const struct aiocb *const list[], int nent,
+			   const struct timespec *timeout)
+{
+	struct afs_list l = { list, nent };
+	struct afs_deadline deadline;
+	int ret;
+
+	if (nent < 0 || (nent && !list) ||
+	    afs_deadline_init(&deadline, timeout)) {
+		errno = EINVAL;
+		return -1;
+	}
+	ret = afs_completion_wait(afs_list_any_done, &l, &deadline, false);
+	if (ret)
+		errno = -ret;
+	return ret ? -1 : 0;
+}
+
+static int afs_aio_cancel(int fd, struct aiocb *cb)
+{
+	unsigned int fb_canceled = 0, fb_running = 0;
+	uint32_t canceled = 0, running = 0;
+	int dev;
+
+	if (fcntl(fd, F_GETFL) < 0) {
+		errno = EBADF;
+		return -1;
+	}
+	if (cb && cb->aio_fildes != fd) {
+		errno = EINVAL;
+		return -1;
+	}
+	if (!afs_posix_started() || (cb && afs_is_done(cb)))
+		return AIO_ALLDONE;
+	dev = afs_px.dev;
+
+	/* Helpers first: a cancelled queued request completes right here. */
+	afs_fb_cancel(AFS_PX_OWNER, fd, (uintptr_t)cb, !cb, &fb_canceled,
+		      &fb_running);
+	if (cb && (fb_canceled || fb_running))
+		return fb_canceled ? AIO_CANCELED : AIO_NOTCANCELED;
+
+	if (cb)
+		afs_dev_cancel(dev, AIOFSYNC_CANCEL_TAG, fd, (uintptr_t)cb,
+			       &canceled, &running);
+	else
+		afs_dev_cancel(dev, AIOFSYNC_CANCEL_FD, fd, 0, &canceled,
+			       &running);
+	/*
+	 * The cancelled requests' events are in the completion queue now;
+	 * a barrier behind them returns once the reaper published them, so
+	 * that aio_error() says ECANCELED when we return.
+	 */
+	if (canceled || (cb && !running))
+		afs_px_barrier(dev);
+	if (running || fb_running)
+		return AIO_NOTCANCELED;
+	if (canceled || fb_canceled)
+		return AIO_CANCELED;
+	return AIO_ALLDONE;
+}
+
+/* ---- lio_listio ---- */
+
+static int afs_lio_prepare(struct aiocb *cb, struct aiofsync_req *r,
+			   bool *fallback)
+{
+	switch (cb->aio_lio_opcode) {
+	case LIO_READ:
+		return afs_posix_prepare(cb, AIOFSYNC_OP_READ, false, r, fallback);
+	case LIO_WRITE:
+		return afs_posix_prepare(cb, AIOFSYNC_OP_WRITE, false, r, fallback);
+	default:
+		return EINVAL;
+	}
+}
+
+static bool afs_lio_counts(const struct aiocb *cb)
+{
+	return cb && cb->aio_lio_opcode != LIO_NOP;
+}
+
+/* lio_listio(LIO_WAIT): every element done. */
+static bool afs_list_all_done(void *arg)
+{
+	const struct afs_list *l = arg;
+	int i;
+
+	for (i = 0; i < l->n; i++)
+		if (afs_lio_counts(l->cbs[i]) && !afs_is_done(l->cbs[i]))
+			return false;
+	return true;
+}
+
+/*
+ * Queue the elements in batches. Returns the worst element error (EAGAIN
+ * wins over the others: the caller may retry), 0 if all were queued.
+ */
+static int afs_lio_queue(int dev, struct aiocb *const list[], int nent,
+			 struct afs_lio_group *group, uint32_t flags)
+{
+	struct aiofsync_req reqs[AFS_SUBMIT_BATCH];
+	struct aiocb *cbs[AFS_SUBMIT_BATCH];
+	bool fallback[AFS_SUBMIT_BATCH];
+	int err[AFS_SUBMIT_BATCH];
+	int i = 0, n, k, e, worst = 0;
+
+	while (i < nent) {
+		for (n = 0; i < nent && n < AFS_SUBMIT_BATCH; i++) {
+			struct aiocb *cb = list[i];
+
+			if (!afs_lio_counts(cb))
+				continue;
+			fallback[n] = false;
+			e = afs_lio_prepare(cb, &reqs[n], &fallback[n]);
+			if (e) {
+				afs_posix_not_queued(cb, e);
+				worst = worst == EAGAIN ? worst : EIO;
+				continue;
+			}
+			if (group)
+				atomic_fetch_add(&group->remaining, 1);
+			afs_posix_arm(cb, group, flags);
+			cbs[n++] = cb;
+		}
+		afs_posix_queue(dev, cbs, reqs, fallback, err, n);
+		for (k = 0; k < n; k++) {
+			if (!err[k])
+				continue;
+			if (group)
+				afs_lio_group_put(group);
+			worst = err[k] == EAGAIN ? EAGAIN :
+				worst == EAGAIN ? worst : EIO;
+		}
+	}
+	return worst;
+}
+
+static bool afs_lio_any_failed(struct aiocb *const list[], int nent)
+{
+	int i;
+
+	for (i = 0; i < nent; i++)
+		if (afs_lio_counts(list[i]) && atomic_load(afs_error_code(list[i])))
+			return true;
+	return false;
+}
+
+static int afs_lio_listio_common(int mode, struct aiocb *const list[],
+				 int nent, struct sigevent *sig,
+				 uint32_t flags)
+{
+	struct afs_lio_group *group = NULL;
+	int dev, err;
+
+	if ((mode != LIO_WAIT && mode != LIO_NOWAIT) || nent < 0 ||
+	    (nent && !list) ||
+	    (mode == LIO_NOWAIT && sig && afs_sigev_check(sig))) {
+		errno = EINVAL;
+		return -1;
+	}
+	dev = afs_px_dev();
+	if (dev < 0) {
+		errno = -dev;
+		return -1;
+	}
+	if (mode == LIO_NOWAIT && sig && sig->sigev_notify != SIGEV_NONE) {
+		group = malloc(sizeof(*group));
+		if (!group) {
+			errno = EAGAIN;
+			return -1;
+		}
+		/* Our own hold, so no completion tells the group too early. */
+		atomic_init(&group->remaining, 1);
+		group->sev = *sig;
+	}
+
+	err = afs_lio_queue(dev, list, nent, group, flags);
+	if (group)
+		afs_lio_group_put(group);
+	if (!err && mode == LIO_WAIT) {
+		struct afs_list l = { (const struct aiocb *const *)list, nent };
+
+		err = -afs_completion_wait(afs_list_all_done, &l, NULL, false);
+		if (!err && afs_lio_any_failed(list, nent))
+			err = EIO;
+	}
+	if (err) {
+		errno = err;
+		return -1;
+	}
+	return 0;
+}
+
+static int afs_lio_listio(int mode, struct aiocb *const list[], int nent,
+			  struct sigevent *sig)
+{
+	return afs_lio_listio_common(mode, list, nent, sig, 0);
+}
+
+/* glibc before 2.4: the elements' own aio_sigevent are not used. */
+static int afs_lio_listio_old(int mode, struct aiocb *const list[], int nent,
+			      struct sigevent *sig)
+{
+	return afs_lio_listio_common(mode, list, nent, sig, AFS_PRIV_NO_NOTIFY);
+}
+
+static void afs_aio_init(const struct aioinit *init)
+{
+	if (init)
+		afs_fb_configure(init->aio_threads, init->aio_idle_time);
+}
+
+static int afs_aiofsync_available(void)
+{
+	int dev = afs_px_dev();
+
+	if (dev < 0) {
+		errno = -dev;
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * The *64 names take struct aiocb64, the same layout as struct aiocb on
+ * 64-bit systems (fio's posixaio engine calls only those).
+ */
+_Static_assert(sizeof(struct aiocb) == sizeof(struct aiocb64) &&
+	       offsetof(struct aiocb, aio_offset) ==
+	       offsetof(struct aiocb64, aio_offset) &&
+	       offsetof(struct aiocb, __glibc_reserved) ==
+	       offsetof(struct aiocb64, __glibc_reserved),
+	       "struct aiocb64 must be struct aiocb");
+
+/*
+ * Exported names: AIOFSYNC_1.0 for programs linked against us, glibc's
+ * versions so that binaries built against glibc bind to us when we come
+ * first (LD_PRELOAD, or -laiofsync ahead of libc).
+ */
+#define AFS_EXPORT_POSIX(impl, name)					\
+	AFS_EXPORT(impl, name, "AIOFSYNC_1.0");				\
+	AFS_EXPORT_ALSO(impl, name, "GLIBC_2.2.5", g1);			\
+	AFS_EXPORT_ALSO(impl, name, "GLIBC_2.34", g2)
+#define AFS_EXPORT_POSIX2(impl, name)					\
+	AFS_EXPORT_POSIX(impl, name);					\
+	AFS_EXPORT_POSIX(impl, name##64)
+
+AFS_EXPORT_POSIX2(afs_aio_read, aio_read);
+AFS_EXPORT_POSIX2(afs_aio_write, aio_write);
+AFS_EXPORT_POSIX2(afs_aio_fsync, aio_fsync);
+AFS_EXPORT_POSIX2(afs_aio_error, aio_error);
+AFS_EXPORT_POSIX2(afs_aio_return, aio_return);
+AFS_EXPORT_POSIX2(afs_aio_suspend, aio_suspend);
+AFS_EXPORT_POSIX2(afs_aio_cancel, aio_cancel);
+AFS_EXPORT_POSIX(afs_aio_init, aio_init);
+
+AFS_EXPORT(afs_lio_listio, lio_listio, "AIOFSYNC_1.0");
+AFS_EXPORT_ALSO(afs_lio_listio, lio_listio, "GLIBC_2.4", g1);
+AFS_EXPORT_ALSO(afs_lio_listio, lio_listio, "GLIBC_2.34", g2);
+AFS_EXPORT_ALSO(afs_lio_listio_old, lio_listio, "GLIBC_2.2.5", g0);
+AFS_EXPORT(afs_lio_listio, lio_listio64, "AIOFSYNC_1.0");
+AFS_EXPORT_ALSO(afs_lio_listio, lio_listio64, "GLIBC_2.4", g1);
+AFS_EXPORT_ALSO(afs_lio_listio, lio_listio64, "GLIBC_2.34", g2);
+AFS_EXPORT_ALSO(afs_lio_listio_old, lio_listio64, "GLIBC_2.2.5", g0);
+
+AFS_EXPORT(afs_aiofsync_fsync_range, aiofsync_fsync_range, "AIOFSYNC_1.0");
+AFS_EXPORT(afs_aiofsync_available, aiofsync_available, "AIOFSYNC_1.0");
