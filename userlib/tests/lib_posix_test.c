@@ -1,0 +1,383 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * POSIX AIO on the device: results, the states aio_error() goes through,
+ * aio_fsync() covering the writes queued before it and none after, and
+ * aio_suspend(). "Stalled" buffers (selftests/aiofsync_util.h) hold a write
+ * on the device's worker until the test lets it go, so "this write has not
+ * finished" is a state the test controls.
+ */
+#include <pthread.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+
+#include "lib_test.h"
+#include "../aiofsync.h"
+#include "kselftest_harness.h"
+
+#define BS 4096
+
+FIXTURE(posix)
+{
+	int fd;
+	char buf[BS], back[BS];
+	struct aiocb w, s, r;
+	struct afs_stall stall;
+	bool stalled;
+};
+
+FIXTURE_SETUP(posix)
+{
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	self->fd = lt_tmpfile("posix", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	memset(self->buf, 'a', BS);
+	lt_prep(&self->w, self->fd, self->buf, BS, 0);
+	lt_prep(&self->s, self->fd, NULL, 0, 0);
+	lt_prep(&self->r, self->fd, self->back, BS, 0);
+	self->stalled = false;
+}
+
+FIXTURE_TEARDOWN(posix)
+{
+	if (self->stalled) {
+		afs_stall_release(&self->stall, 'z');
+		lt_wait(&self->w);
+		afs_stall_destroy(&self->stall);
+	}
+	close(self->fd);
+}
+
+/* Queue self->w with a buffer that blocks the device until released. */
+static void start_stalled_write(struct __test_metadata *_metadata,
+				FIXTURE_DATA(posix) *self)
+{
+	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
+	self->stalled = true;
+	self->w.aio_buf = self->stall.addr;
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
+}
+
+TEST_F(posix, write_then_read)
+{
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(BS, aio_return(&self->w));
+	ASSERT_EQ(0, aio_read(&self->r));
+	ASSERT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(BS, aio_return(&self->r));
+	EXPECT_EQ(0, memcmp(self->buf, self->back, BS));
+}
+
+TEST_F(posix, read_at_eof_returns_zero)
+{
+	self->r.aio_offset = 1 << 20;
+	ASSERT_EQ(0, aio_read(&self->r));
+	ASSERT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(0, aio_return(&self->r));
+}
+
+TEST_F(posix, einprogress_until_done)
+{
+	start_stalled_write(_metadata, self);
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->w));
+	EXPECT_TRUE(lt_still_in_progress(&self->w, 200));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'b'));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(BS, aio_return(&self->w));
+}
+
+/* The fsync waits for the write queued before it... */
+static void fsync_waits_for_write(struct __test_metadata *_metadata,
+				  FIXTURE_DATA(posix) *self, int op)
+{
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, aio_fsync(op, &self->s));
+	EXPECT_TRUE(lt_still_in_progress(&self->s, 300));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'c'));
+	EXPECT_EQ(0, lt_wait(&self->s));
+	/* Done implies the write it covers is done too. */
+	EXPECT_EQ(0, aio_error(&self->w));
+	EXPECT_EQ(BS, aio_return(&self->w));
+	EXPECT_EQ(0, aio_return(&self->s));
+}
+
+TEST_F(posix, fsync_waits_for_earlier_write)
+{
+	fsync_waits_for_write(_metadata, self, O_SYNC);
+}
+
+TEST_F(posix, fdatasync_waits_for_earlier_write)
+{
+	fsync_waits_for_write(_metadata, self, O_DSYNC);
+}
+
+/* ...and not for a write queued after it. */
+TEST_F(posix, fsync_not_held_by_later_write)
+{
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	start_stalled_write(_metadata, self);
+	EXPECT_EQ(0, lt_wait(&self->s));
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->w));
+}
+
+/* Another open file of the same inode is covered too (per inode). */
+TEST_F(posix, fsync_covers_other_descriptor)
+{
+	char path[64];
+	int fd2;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", self->fd);
+	fd2 = open(path, O_RDWR | O_CLOEXEC);
+	ASSERT_LE(0, fd2);
+	start_stalled_write(_metadata, self);
+	self->s.aio_fildes = fd2;
+	ASSERT_EQ(0, aio_fsync(O_DSYNC, &self->s));
+	EXPECT_TRUE(lt_still_in_progress(&self->s, 300));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'd'));
+	EXPECT_EQ(0, lt_wait(&self->s));
+	EXPECT_EQ(0, aio_error(&self->w));
+	close(fd2);
+}
+
+/* aio_fsync() returns once queued, not when done. */
+TEST_F(posix, fsync_returns_when_queued)
+{
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->s));
+}
+
+TEST_F(posix, fsync_range)
+{
+	start_stalled_write(_metadata, self);
+	self->s.aio_offset = 0;
+	self->s.aio_nbytes = BS;
+	ASSERT_EQ(0, aiofsync_fsync_range(O_DSYNC, &self->s));
+	EXPECT_TRUE(lt_still_in_progress(&self->s, 200));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'e'));
+	EXPECT_EQ(0, lt_wait(&self->s));
+	EXPECT_EQ(0, aio_return(&self->s));
+}
+
+/* A file that cannot be synced: EINVAL, found when it runs, as glibc. */
+TEST_F(posix, fsync_unsyncable_file)
+{
+	int fd = open("/dev/null", O_WRONLY | O_CLOEXEC);
+
+	ASSERT_LE(0, fd);
+	self->s.aio_fildes = fd;
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	EXPECT_EQ(EINVAL, lt_wait(&self->s));
+	EXPECT_EQ(-1, aio_return(&self->s));
+	close(fd);
+}
+
+/* A buffer outside user space: EFAULT in aio_error(), as glibc. */
+TEST_F(posix, write_bad_buffer)
+{
+	self->w.aio_buf = (void *)-4096L;
+	ASSERT_EQ(0, aio_write(&self->w));
+	EXPECT_EQ(EFAULT, lt_wait(&self->w));
+	EXPECT_EQ(-1, aio_return(&self->w));
+}
+
+TEST_F(posix, largefile_names)
+{
+	struct aiocb64 *w = (struct aiocb64 *)&self->w, *s = (struct aiocb64 *)&self->s;
+
+	ASSERT_EQ(0, aio_write64(w));
+	ASSERT_EQ(0, aio_fsync64(O_SYNC, s));
+	{
+		const struct aiocb64 *list[1] = { s };
+
+		while (aio_error64(s) == EINPROGRESS)
+			ASSERT_EQ(0, aio_suspend64(list, 1, NULL));
+	}
+	EXPECT_EQ(0, aio_error64(w));
+	EXPECT_EQ(BS, aio_return64(w));
+	EXPECT_EQ(0, aio_return64(s));
+	EXPECT_EQ(AIO_ALLDONE, aio_cancel64(self->fd, w));
+}
+
+TEST_F(posix, reqprio_max_accepted)
+{
+	self->w.aio_reqprio = AIO_PRIO_DELTA_MAX;
+	ASSERT_EQ(0, aio_write(&self->w));
+	EXPECT_EQ(0, lt_wait(&self->w));
+}
+
+static void *release_later(void *arg)
+{
+	struct afs_stall *s = arg;
+
+	usleep(200000);
+	afs_stall_release(s, 'f');
+	return NULL;
+}
+
+TEST_F(posix, suspend_waits_for_completion)
+{
+	const struct aiocb *list[2] = { NULL, &self->w };
+	pthread_t t;
+
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, pthread_create(&t, NULL, release_later, &self->stall));
+	EXPECT_EQ(0, aio_suspend(list, 2, NULL));
+	EXPECT_EQ(0, aio_error(&self->w));
+	pthread_join(t, NULL);
+}
+
+TEST_F(posix, suspend_timeout)
+{
+	const struct aiocb *list[1] = { &self->w };
+	struct timespec ts = { 0, 50000000 };
+
+	start_stalled_write(_metadata, self);
+	EXPECT_EQ(-1, aio_suspend(list, 1, &ts));
+	EXPECT_EQ(EAGAIN, errno);
+}
+
+static void on_usr1(int sig)
+{
+	(void)sig;
+}
+
+struct kill_later {
+	pthread_t target;
+	int sig;
+};
+
+static void *kill_later(void *arg)
+{
+	struct kill_later *k = arg;
+
+	usleep(100000);
+	pthread_kill(k->target, k->sig);
+	return NULL;
+}
+
+TEST_F(posix, suspend_eintr)
+{
+	const struct aiocb *list[1] = { &self->w };
+	struct sigaction sa = { .sa_handler = on_usr1 };
+	struct kill_later k = { pthread_self(), SIGUSR1 };
+	pthread_t t;
+
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, pthread_create(&t, NULL, kill_later, &k));
+	EXPECT_EQ(-1, aio_suspend(list, 1, NULL));
+	EXPECT_EQ(EINTR, errno);
+	pthread_join(t, NULL);
+}
+
+/* aio_error() of a finished request is a load: no system call at all. */
+TEST_F(posix, error_and_return_make_no_syscall)
+{
+	struct sock_filter trap_all[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),	/* nr */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_exit_group, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+	};
+	struct sock_fprog prog = { 4, trap_all };
+	int status, i, ok;
+	pid_t pid;
+
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, lt_wait(&self->w));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid) {
+		/* Any system call but exit_group kills the process. */
+		if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) ||
+		    syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+			_exit(2);
+		ok = 1;
+		for (i = 0; i < 1000; i++)
+			ok &= aio_error(&self->w) == 0;
+		ok &= aio_return(&self->w) == BS;
+		syscall(__NR_exit_group, ok ? 0 : 1);
+	}
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	EXPECT_TRUE(WIFEXITED(status)) TH_LOG("killed by signal %d: a system call",
+					       WTERMSIG(status));
+	EXPECT_EQ(0, WEXITSTATUS(status));
+}
+
+struct hammer {
+	int fd, id, bad;
+};
+
+/* Writes and fsyncs from several threads at once, each checking its own. */
+static void *hammer(void *arg)
+{
+	struct hammer *h = arg;
+	struct aiocb cbs[32], sync;
+	char buf[32][512];
+	int i;
+
+	for (i = 0; i < 32; i++) {
+		memset(buf[i], 'A' + h->id, sizeof(buf[i]));
+		lt_prep(&cbs[i], h->fd, buf[i], sizeof(buf[i]),
+			(off_t)(h->id * 32 + i) * 512);
+		if (aio_write(&cbs[i]))
+			h->bad++;
+	}
+	lt_prep(&sync, h->fd, NULL, 0, 0);
+	if (aio_fsync(O_DSYNC, &sync))
+		h->bad++;
+	for (i = 0; i < 32; i++)
+		if (lt_wait(&cbs[i]) || aio_return(&cbs[i]) != 512)
+			h->bad++;
+	if (lt_wait(&sync) || aio_return(&sync))
+		h->bad++;
+	return NULL;
+}
+
+TEST_F(posix, threads)
+{
+	struct hammer h[8];
+	pthread_t t[8];
+	char c;
+	int i;
+
+	for (i = 0; i < 8; i++) {
+		h[i] = (struct hammer){ self->fd, i, 0 };
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, hammer, &h[i]));
+	}
+	for (i = 0; i < 8; i++) {
+		pthread_join(t[i], NULL);
+		EXPECT_EQ(0, h[i].bad);
+	}
+	for (i = 0; i < 8 * 32; i++) {
+		ASSERT_EQ(1, pread(self->fd, &c, 1, (off_t)i * 512 + 100));
+		EXPECT_EQ('A' + i / 32, c);
+	}
+}
+
+/* The device's EAGAIN (context full) is aio_write()'s EAGAIN. */
+TEST_F(posix, eagain_when_device_full)
+{
+	long long old = afs_param("max_ctx_requests");
+	struct aiocb more[4];
+	int i, ret = 0;
+
+	ASSERT_LT(0, old);
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", 3));
+	for (i = 0; i < 4 && !ret; i++) {
+		lt_prep(&more[i], self->fd, NULL, 0, 0);
+		ret = aio_fsync(O_SYNC, &more[i]);
+	}
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EAGAIN, errno);
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", old));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'g'));
+	while (--i > 0)
+		EXPECT_EQ(0, lt_wait(&more[i - 1]));
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,156 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Helpers of the libaiofsync tests. The device helpers (scratch files,
+ * counters, "stalled" buffers that hold a WRITE on the device's worker until
+ * released) are the selftests' own, from selftests/aiofsync_util.h.
+ *
+ * A test that needs /dev/aiofsync fails, not skips, without it: the suite
+ * always loads the module, so a missing device is a failure to see.
+ */
+#ifndef LIB_TEST_H
+#define LIB_TEST_H
+
+#include <aio.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+
+#include "aiofsync_util.h"
+
+/* How long any wait of a test may take before it counts as a hang. */
+#define LT_WAIT_SEC	20
+
+static inline bool lt_have_device(void)
+{
+	return access(AIOFSYNC_DEVICE, R_OK | W_OK) == 0;
+}
+
+/* A scratch file in the current directory, already unlinked. */
+static inline int lt_tmpfile(const char *name, int flags)
+{
+	char path[64];
+	int fd = afs_tmpfile(name, flags);
+
+	snprintf(path, sizeof(path), "./aiofsync-%d-%s", getpid(), name);
+	unlink(path);
+	return fd;
+}
+
+/* Wait for @cb with aio_suspend(); its aio_error(), or -1 on a hang. */
+static inline int lt_wait(const struct aiocb *cb)
+{
+	const struct aiocb *list[1] = { cb };
+	struct timespec ts = { LT_WAIT_SEC, 0 };
+	int err;
+
+	while ((err = aio_error(cb)) == EINPROGRESS) {
+		if (aio_suspend(list, 1, &ts) && errno == EAGAIN)
+			return -1;
+	}
+	return err;
+}
+
+/* Stays EINPROGRESS for @ms (what "held back" looks like). */
+static inline bool lt_still_in_progress(const struct aiocb *cb, int ms)
+{
+	const struct aiocb *list[1] = { cb };
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	aio_suspend(list, 1, &ts);
+	return aio_error(cb) == EINPROGRESS;
+}
+
+static inline void lt_prep(struct aiocb *cb, int fd, void *buf, size_t len,
+			   off_t off)
+{
+	memset(cb, 0, sizeof(*cb));
+	cb->aio_fildes = fd;
+	cb->aio_buf = buf;
+	cb->aio_nbytes = len;
+	cb->aio_offset = off;
+	cb->aio_sigevent.sigev_notify = SIGEV_NONE;
+}
+
+/* The directory of this executable: helpers and libraries live there. */
+static inline const char *lt_exe_dir(void)
+{
+	static char dir[PATH_MAX];
+	ssize_t n;
+
+	if (!dir[0]) {
+		n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
+		if (n < 0)
+			return ".";
+		dir[n] = 0;
+		memmove(dir, dirname(dir), strlen(dirname(dir)) + 1);
+	}
+	return dir;
+}
+
+/*
+ * Run @prog (relative to lt_exe_dir() unless absolute) with @argv and the
+ * extra environment "NAME=value" strings of @env (NULL-terminated); its
+ * output goes to @out (size @outsz), NUL-terminated. Returns its exit
+ * status, 128 + signal, or -1.
+ */
+static inline int lt_run(const char *prog, char *const argv[],
+			 const char *const env[], char *out, size_t outsz)
+{
+	char path[PATH_MAX];
+	int p[2], status;
+	size_t got = 0;
+	ssize_t n;
+	pid_t pid;
+
+	if (prog[0] == '/')
+		snprintf(path, sizeof(path), "%s", prog);
+	else
+		snprintf(path, sizeof(path), "%s/%s", lt_exe_dir(), prog);
+	if (pipe(p))
+		return -1;
+	pid = fork();
+	if (pid < 0)
+		return -1;
+	if (!pid) {
+		dup2(p[1], 1);
+		dup2(p[1], 2);
+		close(p[0]);
+		for (; env && *env; env++)
+			putenv((char *)*env);
+		execv(path, argv);
+		fprintf(stderr, "exec %s: %s\n", path, strerror(errno));
+		_exit(127);
+	}
+	close(p[1]);
+	for (;;) {
+		char sink[256];
+
+		/* Past @outsz the output is read and dropped: never block it. */
+		if (got + 1 < outsz)
+			n = read(p[0], out + got, outsz - 1 - got);
+		else
+			n = read(p[0], sink, sizeof(sink));
+		if (n <= 0)
+			break;
+		if (got + 1 < outsz)
+			got += (size_t)n;
+	}
+	out[got] = 0;
+	close(p[0]);
+	if (waitpid(pid, &status, 0) != pid)
+		return -1;
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return WEXITSTATUS(status);
+}
+
+#endif /* LIB_TEST_H */
