@@ -34,17 +34,26 @@ static struct peer *uring_open_common(const struct peer_opts *o, int drain)
 	unsigned int entries = 8;
 	int r = -EINVAL;
 
+	const char *env = getenv("AIOFBENCH_URING_FLAGS");
+	size_t first = 0, ntry = sizeof(try_flags) / sizeof(try_flags[0]);
+
 	while (entries < o->depth && entries < 32768)
 		entries *= 2;
-	for (size_t i = 0; i < sizeof(try_flags) / sizeof(try_flags[0]); i++) {
-		struct io_uring_params prm = { .flags = try_flags[i] };
+	/* For experiments: only the setup flags given (a number). */
+	if (env) {
+		first = ntry;
+		ntry++;
+	}
+	for (size_t i = first; i < ntry; i++) {
+		unsigned int f = i < 3 ? try_flags[i] : (unsigned int)strtoul(env, NULL, 0);
+		struct io_uring_params prm = { .flags = f };
 
 		/* Room for every completion of a full ring of requests. */
 		prm.flags |= IORING_SETUP_CQSIZE;
 		prm.cq_entries = 2 * entries;
 		r = io_uring_queue_init_params(entries, &p->ring, &prm);
 		if (r == 0) {
-			p->flags = try_flags[i];
+			p->flags = f;
 			break;
 		}
 		if (r != -EINVAL)
