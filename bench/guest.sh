@@ -25,7 +25,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)
 top=$(dirname "$here")
 bin=$top/build/bench/aiofbench
 binlib=$top/build/bench/aiofbench-lib
-lib=$top/build/userlib/libaiofsync.so
+lib=$top/userlib/libaiofsync.so
 
 smoke=0 reps=3 only= dir=/mnt/scratch/bench
 while [ $# -gt 0 ]; do

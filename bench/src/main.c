@@ -45,6 +45,9 @@
 #include <sys/sysmacros.h>
 
 #include "bench.h"
+#ifdef AIOFBENCH_LIB
+#include <aiofsync.h>
+#endif
 
 #define STAMP_MAGIC 0x6e6562736f666961ULL	/* "aiofsben" */
 
@@ -590,6 +593,13 @@ int main(int argc, char **argv)
 		}
 		break;
 	}
+#ifdef AIOFBENCH_LIB
+	/* The library falls back to threads without the device: that would
+	 * not be the peer this binary stands for. */
+	if (aiofsync_available() && !getenv("AIOFBENCH_ALLOW_FALLBACK"))
+		die("%s: /dev/aiofsync is not usable (%s)", opt.peer->name,
+		    strerror(errno));
+#endif
 	if (opt.peer->synchronous || opt.w == 2)
 		nthreads = nstreams;
 	else
