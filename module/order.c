@@ -243,13 +243,15 @@ static void aiofsync_flush_batch(struct list_head *batch, unsigned int nr)
 	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES, 1);
 	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES_SAVED, nr - 1);
 
-	list_for_each_entry_safe(req, tmp, batch, queue_node) {
-		int res = ret;
-
+	/* All results first: a finished request may be reaped and freed. */
+	list_for_each_entry(req, batch, queue_node) {
+		req->ev.res = ret;
 		if (req->file != lead->file)
-			res = file_check_and_advance_wb_err(req->file) ?: ret;
+			req->ev.res = file_check_and_advance_wb_err(req->file) ?: ret;
+	}
+	list_for_each_entry_safe(req, tmp, batch, queue_node) {
 		list_del_init(&req->queue_node);
-		aiofsync_finish(req, res, ev_flags);
+		aiofsync_finish(req, req->ev.res, ev_flags);
 	}
 }
 
