@@ -31,7 +31,6 @@
  * --ready FILE is created once the socket accepts connections; --stats FILE
  * gets "key value" lines at exit (requests, flushes, sectors lost, ...).
  */
-#define _GNU_SOURCE
 #include <endian.h>
 #include <errno.h>
 #include <fcntl.h>

@@ -43,7 +43,7 @@
  *
  *   pcwork --dir DIR --files N --mode MODE [--api raw|posix] [--seed S]
  *          [--boot B] [--acks PORT] [--acked FILE] [--depth D]
- *          [--cap MIB] [--duration SECS] [--check-only]
+ *          [--cap MIB] [--duration SECS] [--check-only] [--go-on-after-loss]
  *
  * --acked FILE holds "file count" lines: what the host saw acknowledged.
  * Exit: 0, 1 if the check found acknowledged records lost, 2 on an error.
@@ -120,7 +120,7 @@ static struct {
 	const char *dir, *acks_path, *acked_path;
 	int files, depth, boot, dev, ack_fd;
 	enum mode mode;
-	bool posix, check_only;
+	bool posix, check_only, go_on;
 	uint64_t rng, cap;
 	double duration;
 	struct pfile f[MAX_FILES];
@@ -606,7 +606,7 @@ static void usage(void)
 	fputs("usage: pcwork --dir DIR --files N --mode fsync|fdatasync|nosync|reorder\n"
 	      "              [--api raw|posix] [--seed S] [--boot B] [--acks PORT]\n"
 	      "              [--acked FILE] [--depth D] [--cap MIB] [--duration SECS]\n"
-	      "              [--check-only]\n", stderr);
+	      "              [--check-only] [--go-on-after-loss]\n", stderr);
 	exit(2);
 }
 
@@ -625,6 +625,7 @@ static void parse(int argc, char **argv)
 		{ "cap", required_argument, NULL, 'c' },
 		{ "duration", required_argument, NULL, 't' },
 		{ "check-only", no_argument, NULL, 'C' },
+		{ "go-on-after-loss", no_argument, NULL, 'G' },
 		{ 0 }
 	};
 	int o;
@@ -658,6 +659,7 @@ static void parse(int argc, char **argv)
 		case 'c': g.cap = strtoull(optarg, NULL, 0) << 20; break;
 		case 't': g.duration = atof(optarg); break;
 		case 'C': g.check_only = true; break;
+		case 'G': g.go_on = true; break;
 		default: usage();
 		}
 	}
@@ -693,7 +695,8 @@ int main(int argc, char **argv)
 		if (!check_file(i))
 			lost = true;
 	}
-	if (lost || g.check_only)
+	/* A control run goes on from what survived, to be cut again. */
+	if (g.check_only || (lost && !g.go_on))
 		return lost;
 
 	/* A clean start: each file cut back to its valid prefix, durable. */
