@@ -41,9 +41,12 @@ static struct {
 /* The owner of this file's requests in the fallback queues. */
 #define AFS_PX_OWNER	((void *)&afs_px)
 
-/* A request that completes once everything before it in the queue did. */
+/*
+ * A request that completes once everything before it in the queue did. Its
+ * address is the tag, with AFS_TAG_BARRIER in the low bit: it must be even.
+ */
 struct afs_barrier {
-	atomic_bool done;
+	_Alignas(8) atomic_bool done;
 };
 
 bool afs_posix_started(void)

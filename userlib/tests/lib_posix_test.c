@@ -125,11 +125,8 @@ TEST_F(posix, fsync_not_held_by_later_write)
 /* Another open file of the same inode is covered too (per inode). */
 TEST_F(posix, fsync_covers_other_descriptor)
 {
-	char path[64];
-	int fd2;
+	int fd2 = lt_reopen(self->fd, O_RDWR);
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", self->fd);
-	fd2 = open(path, O_RDWR | O_CLOEXEC);
 	ASSERT_LE(0, fd2);
 	start_stalled_write(_metadata, self);
 	self->s.aio_fildes = fd2;
@@ -208,25 +205,16 @@ TEST_F(posix, reqprio_max_accepted)
 	EXPECT_EQ(0, lt_wait(&self->w));
 }
 
-static void *release_later(void *arg)
-{
-	struct afs_stall *s = arg;
-
-	usleep(200000);
-	afs_stall_release(s, 'f');
-	return NULL;
-}
-
 TEST_F(posix, suspend_waits_for_completion)
 {
 	const struct aiocb *list[2] = { NULL, &self->w };
-	pthread_t t;
+	struct lt_later l;
 
 	start_stalled_write(_metadata, self);
-	ASSERT_EQ(0, pthread_create(&t, NULL, release_later, &self->stall));
+	ASSERT_EQ(0, lt_release_later(&l, &self->stall, 'f', 200));
 	EXPECT_EQ(0, aio_suspend(list, 2, NULL));
 	EXPECT_EQ(0, aio_error(&self->w));
-	pthread_join(t, NULL);
+	lt_join(&l);
 }
 
 TEST_F(posix, suspend_timeout)
@@ -239,38 +227,17 @@ TEST_F(posix, suspend_timeout)
 	EXPECT_EQ(EAGAIN, errno);
 }
 
-static void on_usr1(int sig)
-{
-	(void)sig;
-}
-
-struct kill_later {
-	pthread_t target;
-	int sig;
-};
-
-static void *kill_later(void *arg)
-{
-	struct kill_later *k = arg;
-
-	usleep(100000);
-	pthread_kill(k->target, k->sig);
-	return NULL;
-}
-
 TEST_F(posix, suspend_eintr)
 {
 	const struct aiocb *list[1] = { &self->w };
-	struct sigaction sa = { .sa_handler = on_usr1 };
-	struct kill_later k = { pthread_self(), SIGUSR1 };
-	pthread_t t;
+	struct lt_later l;
 
-	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	ASSERT_EQ(0, lt_catch(SIGUSR1));
 	start_stalled_write(_metadata, self);
-	ASSERT_EQ(0, pthread_create(&t, NULL, kill_later, &k));
+	ASSERT_EQ(0, lt_signal_later(&l, SIGUSR1, 100));
 	EXPECT_EQ(-1, aio_suspend(list, 1, NULL));
 	EXPECT_EQ(EINTR, errno);
-	pthread_join(t, NULL);
+	lt_join(&l);
 }
 
 /* aio_error() of a finished request is a load: no system call at all. */

@@ -15,7 +15,10 @@
 #include <fcntl.h>
 #include <libgen.h>
 #include <limits.h>
+#include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,6 +81,76 @@ static inline void lt_prep(struct aiocb *cb, int fd, void *buf, size_t len,
 	cb->aio_nbytes = len;
 	cb->aio_offset = off;
 	cb->aio_sigevent.sigev_notify = SIGEV_NONE;
+}
+
+/* Another open file (its own description) of the same inode as @fd. */
+static inline int lt_reopen(int fd, int flags)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	return open(path, flags | O_CLOEXEC);
+}
+
+static inline int lt_sem_wait(sem_t *s)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += LT_WAIT_SEC;
+	return sem_timedwait(s, &ts);
+}
+
+static void lt_on_signal(int sig)
+{
+	(void)sig;
+}
+
+/* Catch @sig with a handler that does nothing, without SA_RESTART. */
+static inline int lt_catch(int sig)
+{
+	struct sigaction sa = { .sa_handler = lt_on_signal };
+
+	return sigaction(sig, &sa, NULL);
+}
+
+/* Something to do from another thread after a while. */
+struct lt_later {
+	pthread_t thread, target;
+	int sig, fill, ms;
+	struct afs_stall *stall;
+};
+
+static void *lt_later_main(void *arg)
+{
+	struct lt_later *l = arg;
+
+	usleep(l->ms * 1000);
+	if (l->stall)
+		afs_stall_release(l->stall, l->fill);
+	else
+		pthread_kill(l->target, l->sig);
+	return NULL;
+}
+
+/* In @ms, send @sig to the calling thread (to end a wait with EINTR). */
+static inline int lt_signal_later(struct lt_later *l, int sig, int ms)
+{
+	*l = (struct lt_later){ .target = pthread_self(), .sig = sig, .ms = ms };
+	return pthread_create(&l->thread, NULL, lt_later_main, l);
+}
+
+/* In @ms, let the stalled write on @s go on, with @fill bytes. */
+static inline int lt_release_later(struct lt_later *l, struct afs_stall *s,
+				   int fill, int ms)
+{
+	*l = (struct lt_later){ .stall = s, .fill = fill, .ms = ms };
+	return pthread_create(&l->thread, NULL, lt_later_main, l);
+}
+
+static inline void lt_join(struct lt_later *l)
+{
+	pthread_join(l->thread, NULL);
 }
 
 /* The directory of this executable: helpers and libraries live there. */

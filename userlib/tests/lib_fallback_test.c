@@ -1,0 +1,238 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * Descriptors the device does not serve work as with glibc: pipes, sockets,
+ * terminals (the device refuses READ/WRITE on them with ESPIPE, and syncs
+ * of files without fsync with EINVAL), and O_APPEND files (appends must land
+ * in call order). The library's helper threads run those requests, one
+ * descriptor's in submission order, several descriptors in parallel.
+ */
+#include <pthread.h>
+#include <termios.h>
+#include <sys/socket.h>
+
+#include "lib_test.h"
+#include "../aiofsync.h"
+#include "kselftest_harness.h"
+
+FIXTURE(fb)
+{
+	int p[2];
+	char buf[256], back[256];
+	struct aiocb w, r;
+};
+
+FIXTURE_SETUP(fb)
+{
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	ASSERT_EQ(0, pipe2(self->p, O_CLOEXEC));
+	memset(self->buf, 'p', sizeof(self->buf));
+	lt_prep(&self->w, self->p[1], self->buf, sizeof(self->buf), 0);
+	lt_prep(&self->r, self->p[0], self->back, sizeof(self->back), 0);
+}
+
+FIXTURE_TEARDOWN(fb)
+{
+	close(self->p[0]);
+	close(self->p[1]);
+}
+
+TEST_F(fb, pipe_write_then_read)
+{
+	ASSERT_EQ(0, aio_write(&self->w));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(sizeof(self->buf), aio_return(&self->w));
+	ASSERT_EQ(0, aio_read(&self->r));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(sizeof(self->back), aio_return(&self->r));
+	EXPECT_EQ(0, memcmp(self->buf, self->back, sizeof(self->buf)));
+}
+
+/* A read queued before the data: it waits on a helper, then completes. */
+TEST_F(fb, pipe_read_before_write)
+{
+	ASSERT_EQ(0, aio_read(&self->r));
+	EXPECT_TRUE(lt_still_in_progress(&self->r, 100));
+	ASSERT_EQ(sizeof(self->buf), write(self->p[1], self->buf, sizeof(self->buf)));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(sizeof(self->buf), aio_return(&self->r));
+}
+
+/* One descriptor's requests run in submission order. */
+TEST_F(fb, pipe_fifo_order)
+{
+	struct aiocb cbs[16];
+	char chunk[16][32], got[16 * 32];
+	int i;
+
+	for (i = 0; i < 16; i++) {
+		memset(chunk[i], 'A' + i, sizeof(chunk[i]));
+		lt_prep(&cbs[i], self->p[1], chunk[i], sizeof(chunk[i]), 0);
+		ASSERT_EQ(0, aio_write(&cbs[i]));
+	}
+	for (i = 0; i < 16; i++)
+		EXPECT_EQ(0, lt_wait(&cbs[i]));
+	ASSERT_EQ(sizeof(got), read(self->p[0], got, sizeof(got)));
+	for (i = 0; i < 16; i++)
+		EXPECT_EQ('A' + i, got[i * 32]);
+}
+
+/*
+ * aio_fsync() on a pipe: accepted, and fails later with EINVAL, as glibc's
+ * does (fsync(2) on a pipe) - after the writes queued before it.
+ */
+TEST_F(fb, pipe_fsync_after_writes)
+{
+	struct aiocb s;
+
+	ASSERT_EQ(0, aio_write(&self->w));
+	lt_prep(&s, self->p[1], NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	EXPECT_EQ(EINVAL, lt_wait(&s));
+	EXPECT_EQ(0, aio_error(&self->w));
+}
+
+TEST_F(fb, socketpair)
+{
+	int sv[2];
+
+	ASSERT_EQ(0, socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv));
+	self->w.aio_fildes = sv[0];
+	self->r.aio_fildes = sv[1];
+	ASSERT_EQ(0, aio_read(&self->r));
+	ASSERT_EQ(0, aio_write(&self->w));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(sizeof(self->buf), aio_return(&self->r));
+	EXPECT_EQ(0, memcmp(self->buf, self->back, sizeof(self->buf)));
+	close(sv[0]);
+	close(sv[1]);
+}
+
+TEST_F(fb, terminal)
+{
+	int master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC), slave;
+	struct termios raw;
+
+	ASSERT_LE(0, master);
+	ASSERT_EQ(0, grantpt(master));
+	ASSERT_EQ(0, unlockpt(master));
+	slave = open(ptsname(master), O_RDWR | O_NOCTTY | O_CLOEXEC);
+	ASSERT_LE(0, slave);
+	ASSERT_EQ(0, tcgetattr(slave, &raw));
+	cfmakeraw(&raw);
+	ASSERT_EQ(0, tcsetattr(slave, TCSANOW, &raw));
+	self->w.aio_fildes = slave;
+	self->w.aio_nbytes = 16;
+	ASSERT_EQ(0, aio_write(&self->w));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(16, aio_return(&self->w));
+	EXPECT_EQ(16, read(master, self->back, 16));
+	close(slave);
+	close(master);
+}
+
+/* A helper blocked on one descriptor does not hold up another. */
+TEST_F(fb, blocked_descriptor_does_not_block_others)
+{
+	int q[2];
+	struct aiocb w2;
+
+	ASSERT_EQ(0, pipe2(q, O_CLOEXEC));
+	ASSERT_EQ(0, aio_read(&self->r));	/* blocks: the pipe is empty */
+	lt_prep(&w2, q[1], self->buf, 10, 0);
+	ASSERT_EQ(0, aio_write(&w2));
+	EXPECT_EQ(0, lt_wait(&w2));
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->r));
+	ASSERT_EQ(1, write(self->p[1], "x", 1));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(1, aio_return(&self->r));
+	close(q[0]);
+	close(q[1]);
+}
+
+/* O_APPEND: appends land in the order of the calls. */
+TEST_F(fb, append_in_call_order)
+{
+	int fd = lt_tmpfile("append", O_RDWR | O_APPEND);
+	struct aiocb cbs[32], s;
+	char chunk[32][64], c;
+	int i;
+
+	ASSERT_LE(0, fd);
+	for (i = 0; i < 32; i++) {
+		memset(chunk[i], ' ' + i, sizeof(chunk[i]));
+		lt_prep(&cbs[i], fd, chunk[i], sizeof(chunk[i]), 0);
+		ASSERT_EQ(0, aio_write(&cbs[i]));
+	}
+	lt_prep(&s, fd, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	EXPECT_EQ(0, lt_wait(&s));
+	for (i = 0; i < 32; i++) {
+		EXPECT_EQ(0, aio_error(&cbs[i]));
+		ASSERT_EQ(1, pread(fd, &c, 1, (off_t)i * 64));
+		EXPECT_EQ(' ' + i, c);
+	}
+	close(fd);
+}
+
+/* A queued helper request is cancelled; the running one is not. */
+TEST_F(fb, cancel)
+{
+	struct aiocb r2;
+	char more[8];
+
+	ASSERT_EQ(0, aio_read(&self->r));
+	EXPECT_TRUE(lt_still_in_progress(&self->r, 100));
+	lt_prep(&r2, self->p[0], more, sizeof(more), 0);
+	ASSERT_EQ(0, aio_read(&r2));
+	EXPECT_EQ(AIO_CANCELED, aio_cancel(self->p[0], &r2));
+	EXPECT_EQ(ECANCELED, aio_error(&r2));
+	EXPECT_EQ(AIO_NOTCANCELED, aio_cancel(self->p[0], &self->r));
+	EXPECT_EQ(AIO_NOTCANCELED, aio_cancel(self->p[0], NULL));
+	ASSERT_EQ(1, write(self->p[1], "y", 1));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(AIO_ALLDONE, aio_cancel(self->p[0], NULL));
+}
+
+/* aio_init(): one helper thread, so a second descriptor waits its turn. */
+TEST_F(fb, aio_init_limits_helpers)
+{
+	struct aioinit init = { .aio_threads = 1, .aio_idle_time = 1 };
+	int q[2];
+	struct aiocb w2;
+
+	aio_init(&init);
+	ASSERT_EQ(0, pipe2(q, O_CLOEXEC));
+	ASSERT_EQ(0, aio_read(&self->r));	/* takes the only helper */
+	EXPECT_TRUE(lt_still_in_progress(&self->r, 100));
+	lt_prep(&w2, q[1], self->buf, 10, 0);
+	ASSERT_EQ(0, aio_write(&w2));
+	EXPECT_TRUE(lt_still_in_progress(&w2, 200));
+	ASSERT_EQ(1, write(self->p[1], "z", 1));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(0, lt_wait(&w2));
+	close(q[0]);
+	close(q[1]);
+}
+
+/* Signals and callbacks as for device requests. */
+TEST_F(fb, notification)
+{
+	struct timespec ts = { LT_WAIT_SEC, 0 };
+	siginfo_t info;
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGRTMIN + 3);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	self->w.aio_sigevent.sigev_notify = SIGEV_SIGNAL;
+	self->w.aio_sigevent.sigev_signo = SIGRTMIN + 3;
+	self->w.aio_sigevent.sigev_value.sival_int = 5;
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(SIGRTMIN + 3, sigtimedwait(&set, &info, &ts));
+	EXPECT_EQ(SI_ASYNCIO, info.si_code);
+	EXPECT_EQ(5, info.si_value.sival_int);
+	EXPECT_EQ(0, aio_error(&self->w));
+}
+
+TEST_HARNESS_MAIN

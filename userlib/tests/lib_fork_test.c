@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * fork(): the child can use the library at once (its own device context,
+ * reaper, helpers and callback thread, opened anew), and the parent's
+ * requests are not the child's: the child neither reaps nor cancels them,
+ * and libaio contexts of the parent say EINVAL there, as kernel AIO's do.
+ * The parent goes on as before.
+ */
+#include <libaio.h>
+#include <pthread.h>
+#include <semaphore.h>
+
+#include "lib_test.h"
+#include "../aiofsync.h"
+#include "kselftest_harness.h"
+
+#define BS 4096
+
+FIXTURE(fork)
+{
+	int fd;
+	char buf[BS];
+	struct aiocb w, s;
+};
+
+FIXTURE_SETUP(fork)
+{
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	self->fd = lt_tmpfile("fork", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	memset(self->buf, 'k', BS);
+	lt_prep(&self->w, self->fd, self->buf, BS, 0);
+	lt_prep(&self->s, self->fd, NULL, 0, 0);
+}
+
+FIXTURE_TEARDOWN(fork)
+{
+	close(self->fd);
+}
+
+/* Run @fn in a child; its exit status (0 = all good). */
+static int in_child(int (*fn)(FIXTURE_DATA(fork) *), FIXTURE_DATA(fork) *self)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -1;
+	if (!pid)
+		_exit(fn(self));
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status))
+		return -1;
+	return WEXITSTATUS(status);
+}
+
+/* A write and the fsync behind it, from start to finish: 0 if all good. */
+static int write_and_sync(FIXTURE_DATA(fork) *self)
+{
+	struct aiocb w, s;
+
+	lt_prep(&w, self->fd, self->buf, BS, BS);
+	lt_prep(&s, self->fd, NULL, 0, 0);
+	if (aio_write(&w) || aio_fsync(O_SYNC, &s))
+		return 1;
+	if (lt_wait(&s) || lt_wait(&w) || aio_return(&w) != BS)
+		return 2;
+	return 0;
+}
+
+TEST_F(fork, child_uses_library_at_once)
+{
+	/* The parent opened its context and threads first. */
+	ASSERT_EQ(0, write_and_sync(self));
+	EXPECT_EQ(0, in_child(write_and_sync, self));
+	EXPECT_EQ(0, write_and_sync(self));
+}
+
+TEST_F(fork, child_first_use)
+{
+	EXPECT_EQ(0, in_child(write_and_sync, self));
+	EXPECT_EQ(0, write_and_sync(self));
+}
+
+static struct afs_stall stall;
+
+/* In the child, the parent's stalled write stays the parent's. */
+static int parent_request_not_ours(FIXTURE_DATA(fork) *self)
+{
+	const struct aiocb *list[1] = { &self->w };
+	struct timespec ts = { 0, 200000000 };
+
+	if (aio_error(&self->w) != EINPROGRESS)
+		return 1;
+	/* Nothing of ours will ever complete it. */
+	if (aio_suspend(list, 1, &ts) != -1 || errno != EAGAIN)
+		return 2;
+	/* Our context does not know it: nothing to cancel. */
+	if (aio_cancel(self->fd, NULL) != AIO_ALLDONE)
+		return 3;
+	/*
+	 * And our own requests work meanwhile - on another file: one of the
+	 * parent's would wait for its stalled write (ordering is per inode,
+	 * across processes), which waits for this child to end.
+	 */
+	self->fd = lt_tmpfile("fork-child", O_RDWR);
+	return write_and_sync(self) ? 4 : 0;
+}
+
+TEST_F(fork, parent_requests_are_not_the_childs)
+{
+	ASSERT_EQ(0, afs_stall_init(&stall, BS));
+	self->w.aio_buf = stall.addr;
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	EXPECT_EQ(0, in_child(parent_request_not_ours, self));
+	/* The child cancelled nothing of ours. */
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->s));
+	ASSERT_EQ(0, afs_stall_release(&stall, 'k'));
+	EXPECT_EQ(0, lt_wait(&self->s));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	afs_stall_destroy(&stall);
+}
+
+static io_context_t parent_ctx;
+
+static int libaio_in_child(FIXTURE_DATA(fork) *self)
+{
+	struct iocb io, *ios[1] = { &io };
+	struct io_event ev;
+	io_context_t ctx = NULL;
+
+	io_prep_fsync(&io, self->fd);
+	if (io_submit(parent_ctx, 1, ios) != -EINVAL)
+		return 1;
+	if (io_setup(8, &ctx) || io_submit(ctx, 1, ios) != 1)
+		return 2;
+	if (io_getevents(ctx, 1, 1, &ev, NULL) != 1 || ev.res != 0 ||
+	    ev.obj != &io)
+		return 3;
+	return io_destroy(ctx) ? 4 : 0;
+}
+
+TEST_F(fork, libaio_context_not_inherited)
+{
+	struct iocb io, *ios[1] = { &io };
+	struct io_event ev;
+
+	ASSERT_EQ(0, io_setup(8, &parent_ctx));
+	EXPECT_EQ(0, in_child(libaio_in_child, self));
+	io_prep_fsync(&io, self->fd);
+	ASSERT_EQ(1, io_submit(parent_ctx, 1, ios));
+	ASSERT_EQ(1, io_getevents(parent_ctx, 1, 1, &ev, NULL));
+	EXPECT_EQ(0, ev.res);
+	EXPECT_EQ(0, io_destroy(parent_ctx));
+}
+
+static int pipe_in_child(FIXTURE_DATA(fork) *self)
+{
+	struct aiocb w;
+	int p[2];
+
+	if (pipe(p))
+		return 1;
+	lt_prep(&w, p[1], self->buf, 100, 0);
+	if (aio_write(&w) || lt_wait(&w) || aio_return(&w) != 100)
+		return 2;
+	return 0;
+}
+
+/* The helper threads are gone in the child; new ones start. */
+TEST_F(fork, helpers_in_child)
+{
+	EXPECT_EQ(0, pipe_in_child(self));
+	EXPECT_EQ(0, in_child(pipe_in_child, self));
+}
+
+static sem_t called;
+
+static void callback(union sigval v)
+{
+	(void)v;
+	sem_post(&called);
+}
+
+static int callback_in_child(FIXTURE_DATA(fork) *self)
+{
+	struct timespec ts;
+
+	sem_init(&called, 0, 0);
+	self->s.aio_sigevent.sigev_notify = SIGEV_CALLBACK;
+	self->s.aio_sigevent.sigev_func = callback;
+	if (aio_fsync(O_SYNC, &self->s))
+		return 1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += LT_WAIT_SEC;
+	return sem_timedwait(&called, &ts) ? 2 : 0;
+}
+
+/* The callback thread too. */
+TEST_F(fork, callbacks_in_child)
+{
+	EXPECT_EQ(0, callback_in_child(self));
+	EXPECT_EQ(0, in_child(callback_in_child, self));
+}
+
+/* Forks racing with submissions from other threads leave no child stuck. */
+static atomic_bool stop;
+
+static void *submitter(void *arg)
+{
+	FIXTURE_DATA(fork) *self = arg;
+
+	while (!atomic_load(&stop))
+		write_and_sync(self);
+	return NULL;
+}
+
+TEST_F(fork, fork_while_busy)
+{
+	pthread_t t[2];
+	int i;
+
+	for (i = 0; i < 2; i++)
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, submitter, self));
+	for (i = 0; i < 20; i++)
+		EXPECT_EQ(0, in_child(write_and_sync, self));
+	atomic_store(&stop, true);
+	for (i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+}
+
+TEST_HARNESS_MAIN

@@ -1,0 +1,505 @@
+// SPDX-License-Identifier: LGPL-2.1-or-later
+/*
+ * The libaio API on the device, written against <libaio.h> and its inline
+ * helpers: results in struct io_event, io_fsync() covering the requests on
+ * the file queued before it and none after, callbacks through io_queue_run,
+ * eventfds, cancellation, the -errno of each error path, and -EFAULT (not
+ * SIGSEGV) for iocb arrays the program cannot read.
+ */
+#include <libaio.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+
+#include "lib_test.h"
+#include "kselftest_harness.h"
+
+/* In libaio.so.1, but not declared by <libaio.h>. */
+extern int io_queue_wait(io_context_t ctx, struct timespec *timeout);
+
+#define BS 4096
+
+FIXTURE(la)
+{
+	io_context_t ctx;
+	int fd;
+	char buf[BS], back[BS];
+	struct iocb w, s, r;
+	struct iocb *ios[3];
+	struct afs_stall stall;
+	bool stalled;
+};
+
+FIXTURE_SETUP(la)
+{
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	self->ctx = NULL;
+	ASSERT_EQ(0, io_setup(64, &self->ctx));
+	self->fd = lt_tmpfile("libaio", O_RDWR);
+	ASSERT_LE(0, self->fd);
+	memset(self->buf, 'l', BS);
+	io_prep_pwrite(&self->w, self->fd, self->buf, BS, 0);
+	io_prep_fsync(&self->s, self->fd);
+	io_prep_pread(&self->r, self->fd, self->back, BS, 0);
+	self->ios[0] = &self->w;
+	self->ios[1] = &self->s;
+	self->ios[2] = &self->r;
+	self->stalled = false;
+}
+
+FIXTURE_TEARDOWN(la)
+{
+	if (self->stalled)
+		afs_stall_release(&self->stall, 'z');
+	io_destroy(self->ctx);
+	if (self->stalled)
+		afs_stall_destroy(&self->stall);
+	close(self->fd);
+}
+
+static struct timespec long_wait = { LT_WAIT_SEC, 0 };
+
+/* Reap exactly @n events into @ev. */
+static int reap(FIXTURE_DATA(la) *self, struct io_event *ev, int n)
+{
+	int got = 0, ret;
+
+	while (got < n) {
+		ret = io_getevents(self->ctx, n - got, n - got, ev + got, &long_wait);
+		if (ret <= 0)
+			return ret ? ret : -ETIMEDOUT;
+		got += ret;
+	}
+	return got;
+}
+
+static void stall_write(struct __test_metadata *_metadata,
+			FIXTURE_DATA(la) *self)
+{
+	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
+	self->stalled = true;
+	self->w.u.c.buf = self->stall.addr;
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
+}
+
+TEST_F(la, write_and_read_events)
+{
+	struct io_event ev;
+
+	self->w.data = (void *)0x1234;
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ((void *)0x1234, ev.data);
+	EXPECT_EQ(&self->w, ev.obj);
+	EXPECT_EQ(BS, ev.res);
+	EXPECT_EQ(0, ev.res2);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[2]));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->r, ev.obj);
+	EXPECT_EQ(BS, ev.res);
+	EXPECT_EQ(0, memcmp(self->buf, self->back, BS));
+}
+
+/* Kernel AIO copies the iocb: it may be reused once io_submit() returned. */
+TEST_F(la, iocb_reused_after_submit)
+{
+	struct io_event ev;
+
+	self->w.data = (void *)0x5678;
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	memset(&self->w, 0xa5, sizeof(self->w));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ((void *)0x5678, ev.data);
+	EXPECT_EQ(&self->w, ev.obj);
+	EXPECT_EQ(BS, ev.res);
+}
+
+static int order[4], norder;
+
+static void note(io_context_t ctx, struct iocb *iocb, long res, long res2)
+{
+	(void)ctx;
+	(void)res2;
+	order[norder++] = iocb->aio_lio_opcode * 1000 + (int)(res < 0 ? 999 : 0);
+}
+
+/* io_fsync()/io_fdsync(): cover the write queued before; complete after it. */
+static void sync_covers_earlier_write(struct __test_metadata *_metadata,
+				      FIXTURE_DATA(la) *self,
+				      int (*sync)(io_context_t, struct iocb *,
+						  io_callback_t, int))
+{
+	struct io_event ev[2];
+
+	stall_write(_metadata, self);
+	ASSERT_EQ(1, sync(self->ctx, &self->s, note, self->fd));
+	EXPECT_EQ(0, io_getevents(self->ctx, 1, 1, ev,
+				  &(struct timespec){ 0, 300000000 }));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'c'));
+	ASSERT_EQ(2, reap(self, ev, 2));
+	EXPECT_EQ(&self->w, ev[0].obj);
+	EXPECT_EQ(&self->s, ev[1].obj);
+	EXPECT_EQ(0, ev[1].res);
+	EXPECT_EQ((void *)note, ev[1].data);
+}
+
+TEST_F(la, io_fsync_covers_earlier_write)
+{
+	sync_covers_earlier_write(_metadata, self, io_fsync);
+}
+
+TEST_F(la, io_fdsync_covers_earlier_write)
+{
+	sync_covers_earlier_write(_metadata, self, io_fdsync);
+}
+
+/* ...and not the write queued after it. */
+TEST_F(la, io_fsync_not_held_by_later_write)
+{
+	struct io_event ev;
+
+	ASSERT_EQ(1, io_fsync(self->ctx, &self->s, note, self->fd));
+	stall_write(_metadata, self);
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->s, ev.obj);
+}
+
+/* io_queue_run(): each event's callback, with (ctx, iocb, res, res2). */
+TEST_F(la, queue_run_calls_callbacks)
+{
+	struct iocb *one[1] = { &self->w };
+
+	norder = 0;
+	io_set_callback(&self->w, note);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+	ASSERT_EQ(1, io_fsync(self->ctx, &self->s, note, self->fd));
+	while (norder < 2) {
+		ASSERT_EQ(0, io_queue_wait(self->ctx, &long_wait));
+		ASSERT_EQ(0, io_queue_run(self->ctx));
+	}
+	EXPECT_EQ(IO_CMD_PWRITE * 1000, order[0]);
+	EXPECT_EQ(IO_CMD_FSYNC * 1000, order[1]);
+}
+
+TEST_F(la, queue_init_and_release)
+{
+	io_context_t ctx = NULL;
+
+	ASSERT_EQ(0, io_queue_init(4, &ctx));
+	EXPECT_EQ(0, io_queue_run(ctx));
+	EXPECT_EQ(0, io_queue_release(ctx));
+}
+
+TEST_F(la, eventfd)
+{
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct pollfd p = { .fd = efd, .events = POLLIN };
+	struct io_event ev[2];
+	uint64_t n = 0;
+
+	ASSERT_LE(0, efd);
+	io_set_eventfd(&self->w, efd);
+	io_prep_fsync(&self->s, self->fd);
+	io_set_eventfd(&self->s, efd);
+	ASSERT_EQ(2, io_submit(self->ctx, 2, self->ios));
+	ASSERT_EQ(1, poll(&p, 1, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(2, reap(self, ev, 2));
+	ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+	EXPECT_EQ(2, n);
+	close(efd);
+}
+
+TEST_F(la, io_cancel_queued)
+{
+	struct io_event ev[2], unused;
+
+	stall_write(_metadata, self);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[1]));
+	EXPECT_EQ(-EINPROGRESS, io_cancel(self->ctx, &self->s, &unused));
+	ASSERT_EQ(1, reap(self, ev, 1));
+	EXPECT_EQ(&self->s, ev[0].obj);
+	EXPECT_EQ(-ECANCELED, ev[0].res);
+	/* The running write cannot be: -EINVAL, as with kernel AIO. */
+	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->w, &unused));
+	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->r, &unused));
+}
+
+TEST_F(la, submit_nothing)
+{
+	EXPECT_EQ(0, io_submit(self->ctx, 0, self->ios));
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, -1, self->ios));
+}
+
+/* Unreadable iocb arrays: -EFAULT, never SIGSEGV. */
+TEST_F(la, submit_efault)
+{
+	struct iocb *bad[2] = { &self->w, (struct iocb *)16 };
+	void *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
+	struct io_event ev;
+
+	ASSERT_NE(MAP_FAILED, unmapped);
+	struct iocb **volatile wild = (struct iocb **)16;
+
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, NULL));
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, wild));
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, unmapped));
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, &bad[1]));
+	bad[1] = NULL;
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, &bad[1]));
+	bad[1] = unmapped;
+	EXPECT_EQ(-EFAULT, io_submit(self->ctx, 1, &bad[1]));
+	/* A good one first: it is submitted, the count says so. */
+	EXPECT_EQ(1, io_submit(self->ctx, 2, bad));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->w, ev.obj);
+	munmap(unmapped, 4096);
+}
+
+TEST_F(la, submit_einval)
+{
+	struct iocb io;
+	struct iocb *one[1] = { &io };
+
+	io_prep_pwrite(&io, self->fd, self->buf, BS, 0);
+	io.aio_lio_opcode = 42;
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	io_prep_pwritev(&io, self->fd, NULL, 0, 0);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	io_prep_poll(&io, self->fd, POLLIN);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	io_prep_fsync(&io, self->fd);
+	io.u.c.nbytes = 1;
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	io_prep_pwrite(&io, self->fd, self->buf, BS, -1);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	io_prep_pwrite(&io, self->fd, self->buf, BS, 0);
+	io.u.c.flags = 0x80;
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+}
+
+TEST_F(la, submit_ebadf)
+{
+	struct iocb io;
+	struct iocb *one[1] = { &io };
+	int rdonly = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+
+	io_prep_pwrite(&io, -1, self->buf, BS, 0);
+	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
+	io_prep_fsync(&io, rdonly);
+	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
+	io_prep_pwrite(&io, rdonly, self->buf, BS, 0);
+	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
+	close(rdonly);
+}
+
+/* The batch stops at the first refused request; the count says where. */
+TEST_F(la, submit_partial)
+{
+	struct iocb bad;
+	struct iocb *list[3] = { &self->w, &bad, &self->r };
+	struct io_event ev;
+
+	io_prep_pwrite(&bad, -1, self->buf, BS, 0);
+	EXPECT_EQ(1, io_submit(self->ctx, 3, list));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->w, ev.obj);
+}
+
+TEST_F(la, getevents_args)
+{
+	struct io_event ev;
+	struct timespec bad = { 0, 2000000000L };
+
+	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, 2, 1, &ev, NULL));
+	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, -1, 1, &ev, NULL));
+	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, 0, 1, &ev, &bad));
+	EXPECT_EQ(0, io_getevents(self->ctx, 0, 0, &ev, NULL));
+	EXPECT_EQ(0, io_getevents(self->ctx, 1, 1, &ev,
+				  &(struct timespec){ 0, 10000000 }));
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	EXPECT_EQ(-EFAULT, io_getevents(self->ctx, 1, 1, NULL, &long_wait));
+}
+
+TEST_F(la, getevents_eintr)
+{
+	struct io_event ev;
+	struct lt_later l;
+
+	ASSERT_EQ(0, lt_catch(SIGUSR1));
+	ASSERT_EQ(0, lt_signal_later(&l, SIGUSR1, 100));
+	EXPECT_EQ(-EINTR, io_getevents(self->ctx, 1, 1, &ev, NULL));
+	lt_join(&l);
+}
+
+/* io_pgetevents(): the signal blocked everywhere else gets in during the wait. */
+TEST_F(la, pgetevents_sigmask)
+{
+	sigset_t blocked, during;
+	struct io_event ev;
+	struct lt_later l;
+
+	ASSERT_EQ(0, lt_catch(SIGUSR1));
+	sigemptyset(&blocked);
+	sigaddset(&blocked, SIGUSR1);
+	pthread_sigmask(SIG_BLOCK, &blocked, NULL);
+	sigemptyset(&during);
+	ASSERT_EQ(0, lt_signal_later(&l, SIGUSR1, 100));
+	EXPECT_EQ(-EINTR, io_pgetevents(self->ctx, 1, 1, &ev, NULL, &during));
+	lt_join(&l);
+	/* And with events there, they are returned. */
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	EXPECT_EQ(1, io_pgetevents(self->ctx, 1, 1, &ev, &long_wait, &during));
+	EXPECT_EQ(&self->w, ev.obj);
+}
+
+/* Pipes: kernel AIO serves them, so must we (helper threads). */
+TEST_F(la, pipe)
+{
+	int p[2];
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	io_prep_pwrite(&self->w, p[1], self->buf, 100, 0);
+	io_prep_pread(&self->r, p[0], self->back, 100, 0);
+	self->w.data = (void *)7;
+	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[2]));
+	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
+	ASSERT_EQ(2, reap(self, (struct io_event[2]){}, 2));
+	/* As kernel AIO: a pipe cannot be synced. */
+	io_prep_fsync(&self->s, p[1]);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, &self->ios[1]));
+	close(p[0]);
+	close(p[1]);
+}
+
+/* A pipe read waiting on a helper runs; the one queued behind it is cancelled. */
+TEST_F(la, pipe_cancel)
+{
+	struct io_event ev;
+	struct iocb r2, *one[1] = { &r2 };
+	char more[8];
+	int p[2];
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	io_prep_pread(&self->r, p[0], self->back, 1, 0);
+	io_prep_pread(&r2, p[0], more, sizeof(more), 0);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[2]));
+	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+	EXPECT_EQ(-EINPROGRESS, io_cancel(self->ctx, &r2, &ev));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&r2, ev.obj);
+	EXPECT_EQ(-ECANCELED, ev.res);
+	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->r, &ev));
+	ASSERT_EQ(1, write(p[1], "x", 1));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->r, ev.obj);
+	EXPECT_EQ(1, ev.res);
+	close(p[0]);
+	close(p[1]);
+}
+
+/* io_setup(1) still takes a few in flight; then -EAGAIN, as the kernel. */
+TEST_F(la, context_full)
+{
+	io_context_t small = NULL;
+	struct iocb io[8], *one[1];
+	int i, ret = 1;
+
+	ASSERT_EQ(0, io_setup(1, &small));
+	for (i = 0; i < 8 && ret == 1; i++) {
+		io_prep_fsync(&io[i], self->fd);
+		one[0] = &io[i];
+		ret = io_submit(small, 1, one);
+	}
+	EXPECT_EQ(-EAGAIN, ret);
+	EXPECT_LE(2, i - 1);
+	EXPECT_EQ(0, io_destroy(small));
+}
+
+TEST_F(la, setup_too_many_events)
+{
+	io_context_t big = NULL;
+
+	EXPECT_EQ(-EAGAIN, io_setup(1 << 30, &big));
+}
+
+/* io_destroy() waits for what is running, as the system call does. */
+TEST_F(la, destroy_waits_for_running)
+{
+	io_context_t ctx = NULL;
+	struct timespec t0, t1;
+	struct iocb *one[1] = { &self->w };
+	struct lt_later l;
+	char c;
+
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
+	self->w.u.c.buf = self->stall.addr;
+	ASSERT_EQ(1, io_submit(ctx, 1, one));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(0, lt_release_later(&l, &self->stall, 'd', 200));
+	EXPECT_EQ(0, io_destroy(ctx));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	lt_join(&l);
+	EXPECT_LE(150, (t1.tv_sec - t0.tv_sec) * 1000 +
+		       (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	ASSERT_EQ(1, pread(self->fd, &c, 1, 0));
+	EXPECT_EQ('d', c);
+	afs_stall_destroy(&self->stall);
+}
+
+struct reaper_arg {
+	FIXTURE_DATA(la) *self;
+	int fd, bad;
+};
+
+static void *submit_and_reap(void *arg)
+{
+	struct reaper_arg *a = arg;
+	struct iocb io[16], *ios[16];
+	struct io_event ev[16];
+	char buf[512];
+	int i, got = 0, n;
+
+	memset(buf, 'T', sizeof(buf));
+	for (i = 0; i < 16; i++) {
+		io_prep_pwrite(&io[i], a->fd, buf, sizeof(buf), i * 512);
+		ios[i] = &io[i];
+	}
+	if (io_submit(a->self->ctx, 16, ios) != 16)
+		a->bad++;
+	/* Events of other threads may come: only count. */
+	while (got < 16) {
+		n = io_getevents(a->self->ctx, 1, 16 - got, ev, &long_wait);
+		if (n <= 0) {
+			a->bad++;
+			break;
+		}
+		for (i = 0; i < n; i++)
+			if (ev[i].res != 512)
+				a->bad++;
+		got += n;
+	}
+	return NULL;
+}
+
+TEST_F(la, threads_share_context)
+{
+	struct reaper_arg a[4];
+	pthread_t t[4];
+	int i;
+
+	for (i = 0; i < 4; i++) {
+		a[i] = (struct reaper_arg){ self, self->fd, 0 };
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, submit_and_reap, &a[i]));
+	}
+	for (i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		EXPECT_EQ(0, a[i].bad);
+	}
+}
+
+TEST_HARNESS_MAIN
