@@ -34,7 +34,8 @@ struct afs_fb_queue {
 	struct afs_fb_queue *rnext;	/* runnable list */
 	int fd;
 	bool runnable;			/* on the runnable list */
-	struct afs_fb_req *running;	/* being executed by a helper */
+	bool busy;			/* a helper has it: one request at a time */
+	struct afs_fb_req *running;	/* being executed, until its result */
 	struct afs_fb_req *head, **tail;
 };
 
@@ -88,7 +89,7 @@ static void afs_fb_put_queue(struct afs_fb_queue *q)
 {
 	struct afs_fb_queue **pq;
 
-	if (q->head || q->running || q->runnable)
+	if (q->head || q->busy || q->runnable)
 		return;
 	pq = afs_fb_slot(q->fd);
 	*pq = q->hnext;
@@ -158,15 +159,20 @@ static void *afs_fb_main(void *arg)
 		q->head = req->next;
 		if (!q->head)
 			q->tail = &q->head;
+		q->busy = true;
 		q->running = req;
 		pthread_mutex_unlock(&afs_fb.lock);
 
 		req->res = afs_fb_execute(req);
+		/* Done: no longer "running" for a cancel. */
+		pthread_mutex_lock(&afs_fb.lock);
+		q->running = NULL;
+		pthread_mutex_unlock(&afs_fb.lock);
 		/* Before the descriptor's next request may start: see above. */
 		req->done(req);
 
 		pthread_mutex_lock(&afs_fb.lock);
-		q->running = NULL;
+		q->busy = false;
 		if (q->head)
 			afs_fb_make_runnable(q);
 		else
@@ -230,7 +236,7 @@ int afs_fb_submit(struct afs_fb_req *req)
 	}
 	*q->tail = req;
 	q->tail = &req->next;
-	if (!q->running && !q->runnable)
+	if (!q->busy && !q->runnable)
 		afs_fb_make_runnable(q);
 
 	if (afs_fb.idle) {
