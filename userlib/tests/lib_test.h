@@ -158,13 +158,15 @@ static inline const char *lt_exe_dir(void)
 {
 	static char dir[PATH_MAX];
 	ssize_t n;
+	char *d;
 
 	if (!dir[0]) {
 		n = readlink("/proc/self/exe", dir, sizeof(dir) - 1);
 		if (n < 0)
 			return ".";
 		dir[n] = 0;
-		memmove(dir, dirname(dir), strlen(dirname(dir)) + 1);
+		d = dirname(dir);
+		memmove(dir, d, strlen(d) + 1);
 	}
 	return dir;
 }
@@ -178,7 +180,7 @@ static inline const char *lt_exe_dir(void)
 static inline int lt_run(const char *prog, char *const argv[],
 			 const char *const env[], char *out, size_t outsz)
 {
-	char path[PATH_MAX];
+	char path[2 * PATH_MAX];
 	int p[2], status;
 	size_t got = 0;
 	ssize_t n;
