@@ -61,9 +61,14 @@ struct aiofsync_ctx {
 	unsigned int nr_unfinished;
 	/* READ/WRITE on the workqueue: bounded by max_ctx_active. */
 	unsigned int nr_running;
+	/* Closed: requests still running are freed as they finish. */
+	bool closed;
 	/* Reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
-	/* One for the open file, one for each unfinished request. */
+	/*
+	 * One for the open file, one for each unfinished request. The context
+	 * also holds the module until the last of them is gone.
+	 */
 	struct kref ref;
 };
 

@@ -7,6 +7,7 @@
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/hrtimer.h>
+#include <linux/module.h>
 #include <linux/poll.h>
 #include <linux/sched/signal.h>
 #include <linux/slab.h>
@@ -29,12 +30,20 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 	INIT_LIST_HEAD(&ctx->done);
 	init_waitqueue_head(&ctx->wait);
 	kref_init(&ctx->ref);
+	/* Called from open(), which holds the module already. */
+	__module_get(THIS_MODULE);
 	return ctx;
 }
 
+/*
+ * The module stays loaded while a request of a closed context still runs.
+ * The module_put() may come from a work item of the module's workqueue:
+ * module exit destroys that workqueue, which waits for the item to return.
+ */
 static void aiofsync_ctx_release(struct kref *ref)
 {
 	kfree(container_of(ref, struct aiofsync_ctx, ref));
+	module_put(THIS_MODULE);
 }
 
 void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
@@ -78,6 +87,7 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	struct eventfd_ctx *eventfd = req->eventfd;
 	u32 op = req->ev.opcode;
 	bool was_running = req->state == AIOFSYNC_RUNNING;
+	bool closed;
 
 	if (op == AIOFSYNC_OP_WRITE)
 		aiofsync_order_write_done(req);
@@ -93,8 +103,13 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		aiofsync_stat_add(AIOFSYNC_STAT_ERRORS, 1);
 
 	spin_lock(&ctx->lock);
-	list_move_tail(&req->ctx_node, &ctx->done);
-	ctx->nr_done++;
+	closed = ctx->closed;
+	if (closed) {
+		list_del(&req->ctx_node);
+	} else {
+		list_move_tail(&req->ctx_node, &ctx->done);
+		ctx->nr_done++;
+	}
 	ctx->nr_unfinished--;
 	if ((op == AIOFSYNC_OP_WRITE || op == AIOFSYNC_OP_READ) && was_running) {
 		ctx->nr_running--;
@@ -102,6 +117,11 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	}
 	spin_unlock(&ctx->lock);
 	wake_up_all(&ctx->wait);
+	if (closed) {
+		/* Nobody will reap it. */
+		kfree(req);
+		aiofsync_global_put(1);
+	}
 
 	if (eventfd) {
 #ifdef AIOFSYNC_EVENTFD_SIGNAL_ONE
@@ -229,7 +249,18 @@ long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg)
 	return ret;
 }
 
-/* Last close: cancel what has not started, wait for the rest, free it all. */
+/*
+ * Last close: cancel what has not started, wait for what is running, free
+ * it all.
+ *
+ * Like io_destroy(), close() waits for the running requests: their I/O
+ * cannot be stopped, and once close() returns they are over. But a process
+ * that exits, or is killed while it waits, does not wait: a running request
+ * may need something only the rest of the exit releases (its buffer may be
+ * in a range of the process's own userfaultfd, whose release comes later).
+ * Such requests finish on their own and free themselves; the context and
+ * the module stay until they have.
+ */
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 {
 	struct aiofsync_match all = { .flags = AIOFSYNC_CANCEL_ALL };
@@ -238,13 +269,11 @@ void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 	LIST_HEAD(done);
 
 	aiofsync_cancel_matching(ctx, &all, &canceled, &running);
-	/*
-	 * Like io_destroy(), wait for requests already running: their I/O
-	 * cannot be stopped, and once close() returns they are over.
-	 */
-	wait_event(ctx->wait, READ_ONCE(ctx->nr_unfinished) == 0);
+	if (!(current->flags & PF_EXITING))
+		wait_event_killable(ctx->wait, READ_ONCE(ctx->nr_unfinished) == 0);
 
 	spin_lock(&ctx->lock);
+	ctx->closed = true;
 	list_splice_init(&ctx->done, &done);
 	ctx->nr_done = 0;
 	ctx->nr_requests = 0;
