@@ -657,11 +657,18 @@ static int afs_lio_listio_common(int mode, struct aiocb *const list[],
 	err = afs_lio_queue(dev, list, nent, group, flags);
 	if (group)
 		afs_lio_group_put(group);
-	if (!err && mode == LIO_WAIT) {
+	/*
+	 * LIO_WAIT returns when every queued element is done, even if some
+	 * could not be queued: the caller may reuse the buffers then.
+	 */
+	if (mode == LIO_WAIT) {
 		struct afs_list l = { (const struct aiocb *const *)list, nent };
+		int wait_err = -afs_completion_wait(afs_list_all_done, &l,
+						    NULL, false);
 
-		err = -afs_completion_wait(afs_list_all_done, &l, NULL, false);
-		if (!err && afs_lio_any_failed(list, nent))
+		if (wait_err)
+			err = wait_err;
+		else if (!err && afs_lio_any_failed(list, nent))
 			err = EIO;
 	}
 	if (err) {
