@@ -42,10 +42,10 @@ if [ $smoke -eq 1 ]; then
 	# Tiny: one value per workload, short runs; the point is that every
 	# peer still runs and gives a valid result.
 	reps=1 secs=0.3 secs4=0.2 fiosecs=1
-	w1_F=(4) w2_T=(4) w4_N=(100) w4_M=(1)
+	w1_F=(4) w1_Q=(1 4) w2_T=(4) w4_N=(100) w4_M=(1)
 else
-	secs=1.5 secs4=1 fiosecs=3
-	w1_F=(1 4 16 64) w2_T=(1 4 16 64) w4_N=(1 100 1000 10000) w4_M=(1 1000)
+	secs=1 secs4=1 fiosecs=3
+	w1_F=(1 4 16 64) w1_Q=(1 4) w2_T=(1 4 16 64) w4_N=(1 100 1000 10000) w4_M=(1 1000)
 fi
 peers=(plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib)
 
@@ -108,10 +108,18 @@ cell() {
 	fi
 }
 
+# mflushes VAR: the device's flush count (empty without the module).
+mflushes() {
+	local v=
+	[ -r /sys/class/misc/aiofsync/stats/flushes ] &&
+		read -r v </sys/class/misc/aiofsync/stats/flushes
+	printf -v "$1" '%s' "$v"
+}
+
 # fio: --fsync=1 through its posixaio engine (glibc, and the library
 # preloaded), and its libaio and io_uring engines for reference.
 fio_cell() {
-	local rep=$1 name=$2 engine=$3 pre=$4 out rc t0 ms
+	local rep=$1 name=$2 engine=$3 pre=$4 out rc t0 ms before after
 	if [ -n "$only" ] && ! [[ "fio $name" =~ $only ]]; then
 		return 0
 	fi
@@ -122,6 +130,7 @@ fio_cell() {
 	command -v fio >/dev/null || { echo "NA w=fio peer=$name reason=no_fio"; return 0; }
 	cells=$((cells + 1))
 	sync
+	mflushes before
 	t0=${EPOCHREALTIME/./}
 	out=$(env ${pre:+LD_PRELOAD=$pre} fio --name="$name" --directory="$dir" \
 		--ioengine="$engine" --rw=write --bs=4k --size=64m --fsync=1 \
@@ -132,8 +141,13 @@ fio_cell() {
 	local iops err
 	iops=$(awk -F';' 'NF > 100 { print $49; exit }' <<<"$out")
 	err=$(awk -F';' 'NF > 100 { print $5; exit }' <<<"$out")
-	if [ $rc -eq 0 ] && [ "${err:-1}" = 0 ] && [ -n "$iops" ] && [ "$iops" != 0 ]; then
-		echo "FIO peer=$name engine=$engine rate=$iops rep=$rep"
+	mflushes after
+	if [ -n "$pre" ] && [ -n "$before" ] && [ "$after" = "$before" ]; then
+		# The library did not reach the device: not the peer it claims.
+		failed=$((failed + 1))
+		echo "FAIL w=fio peer=$name rep=$rep rc=$rc: no flush went through /dev/aiofsync with LD_PRELOAD=$pre"
+	elif [ $rc -eq 0 ] && [ "${err:-1}" = 0 ] && [ -n "$iops" ] && [ "$iops" != 0 ]; then
+		echo "FIO peer=$name engine=$engine rate=$iops mflushes=$((${after:-0} - ${before:-0})) rep=$rep"
 		ms_since "$t0" ms
 		echo "# fio $name rep $rep: $iops/s ($ms ms)" >&2
 	else
@@ -144,8 +158,10 @@ fio_cell() {
 
 for rep in $(seq "$reps"); do
 	echo "# repetition $rep of $reps" >&2
-	for F in "${w1_F[@]}"; do
-		for p in "${peers[@]}"; do cell "$rep" 1 "$p" -f "$F" -k 4 -s "$secs"; done
+	for Q in "${w1_Q[@]}"; do
+		for F in "${w1_F[@]}"; do
+			for p in "${peers[@]}"; do cell "$rep" 1 "$p" -f "$F" -q "$Q" -k 4 -s "$secs"; done
+		done
 	done
 	for T in "${w2_T[@]}"; do
 		for p in "${peers[@]}"; do cell "$rep" 2 "$p" -t "$T" -s "$secs"; done

@@ -20,11 +20,18 @@ set pointsize 1.2
 med(i) = 2 + 3 * (i - 1)
 
 set output dir."/w1.png"
-set title "W1 ordered commit: commits/s vs files (4 writes + fsync per commit)"
-set xlabel "files F (one commit in flight per file)"
+set multiplot layout 1,2 title "W1 ordered commit: commits/s vs files (4 writes + fsync per commit)"
+set xlabel "files F"
 set ylabel "commits/s"
 set logscale y
+set key inside left top font ",8"
+set title "one commit in flight per file"
 plot for [i=1:np] dir."/w1.dat" using 1:med(i):(column(med(i)+1)):(column(med(i)+2)) title word(peers, i)
+if (system("test -s '".dir."/w1q.dat' && echo y") eq "y") {
+	set title "several commits in flight per file"
+	plot for [i=1:np] dir."/w1q.dat" using 1:med(i):(column(med(i)+1)):(column(med(i)+2)) title word(peers, i)
+}
+unset multiplot
 
 set output dir."/w2.png"
 set multiplot layout 1,2 title "W2 group commit: T threads appending to one file, write + fsync each"

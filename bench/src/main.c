@@ -10,7 +10,9 @@
  * of the blocks finds the data just written) and starts the next one, until
  * the time is up. What the workloads are:
  *
- *   w1  ordered commit: F files, one stream each, k writes appended + sync
+ *   w1  ordered commit: F files, Q streams each (default 1), k writes
+ *       appended + sync: Q commits in flight per file, each sync ordered
+ *       behind its own writes only
  *   w2  group commit: T threads, one stream each, on ONE shared file (one
  *       descriptor): 1 write appended at the next free offset + sync
  *   w3  overhead: one stream of syncs (k = 0) of F clean files, in turn
@@ -118,6 +120,7 @@ static struct {
 	unsigned int files;	/* F (w1, w3), M (w4) */
 	unsigned int threads;	/* T (w2) */
 	unsigned int inflight;	/* N (w4) */
+	unsigned int q;		/* commits in flight per file (w1) */
 	unsigned int k;		/* writes per commit (w1) */
 	size_t bs;
 	double secs;
@@ -126,6 +129,7 @@ static struct {
 	const char *label;
 } opt = {
 	.k = 4,
+	.q = 1,
 	.bs = 4096,
 	.secs = 1.0,
 	.dir = ".",
@@ -235,7 +239,7 @@ struct stream {
 	unsigned int nfds, next_fd;
 	int fd;			/* file of the commit in flight */
 	uint64_t round;
-	off_t base;		/* w1: where this stream appends next */
+	_Atomic long long *tail;	/* end of the file: where commits append */
 	off_t off[256];		/* offsets of the writes of this commit */
 	char *buf;		/* k blocks */
 	unsigned int writes_left;
@@ -256,7 +260,6 @@ struct worker {
 
 static pthread_barrier_t start_barrier;
 static uint64_t deadline;
-static _Atomic long long shared_off;	/* w2: next free offset */
 
 static unsigned int writes_per_commit(void)
 {
@@ -305,13 +308,10 @@ static int start_commit(struct worker *w, struct stream *s)
 	s->writes_left = k;
 	s->sync_queued = s->sync_done = 0;
 	s->t0 = now_ns();
+	if (k)
+		s->off[0] = atomic_fetch_add(s->tail, (long long)(k * opt.bs));
 	for (unsigned int j = 0; j < k; j++) {
-		if (opt.w == 2) {
-			s->off[j] = atomic_fetch_add(&shared_off, (long long)opt.bs);
-		} else {
-			s->off[j] = s->base;
-			s->base += opt.bs;
-		}
+		s->off[j] = s->off[0] + (off_t)(j * opt.bs);
 		stamp(s, j);
 		if (opt.peer->queue_write(w->peer, s->fd, s->buf + j * opt.bs,
 					  opt.bs, s->off[j], tag_of(w, s, j),
@@ -506,7 +506,8 @@ static void usage(int status)
 {
 	fprintf(status ? stderr : stdout,
 "usage: aiofbench -w 1|2|3|4 -p PEER [options]\n"
-"  -w 1  ordered commit: -f F files, -k writes + sync per commit\n"
+"  -w 1  ordered commit: -f F files, -k writes + sync per commit, -q commits\n"
+"        in flight per file (default 1)\n"
 "  -w 2  group commit: -t T threads, 1 write + sync each, one shared file\n"
 "  -w 3  overhead: syncs of -f F clean files, one at a time\n"
 "  -w 4  scale: -n N syncs in flight over -f M clean files\n"
@@ -536,8 +537,9 @@ int main(int argc, char **argv)
 	size_t nlat = 0;
 	char w1name[4200];
 	unsigned int k;
+	_Atomic long long *tails;
 
-	while ((c = getopt(argc, argv, "w:p:f:t:n:k:d:s:b:Dl:Lh")) != -1) {
+	while ((c = getopt(argc, argv, "w:p:f:q:t:n:k:d:s:b:Dl:Lh")) != -1) {
 		switch (c) {
 		case 'w': opt.w = atoi(optarg); break;
 		case 'p':
@@ -550,6 +552,7 @@ int main(int argc, char **argv)
 			}
 			break;
 		case 'f': opt.files = atoi(optarg); break;
+		case 'q': opt.q = atoi(optarg); break;
 		case 't': opt.threads = atoi(optarg); break;
 		case 'n': opt.inflight = atoi(optarg); break;
 		case 'k': opt.k = atoi(optarg); break;
@@ -572,7 +575,13 @@ int main(int argc, char **argv)
 
 	switch (opt.w) {
 	case 1:
-		nfiles = nstreams = opt.files ? opt.files : 1;
+		nfiles = opt.files ? opt.files : 1;
+		nstreams = nfiles * opt.q;
+		if (opt.q > 1 && opt.peer->synchronous) {
+			fprintf(stderr, "aiofbench: %s has one commit in flight per "
+				"thread, and one thread per file\n", opt.peer->name);
+			return 3;
+		}
 		break;
 	case 2:
 		nfiles = 1;
@@ -622,6 +631,7 @@ int main(int argc, char **argv)
 	}
 
 	k = writes_per_commit();
+	tails = xcalloc(nfiles, sizeof(*tails));
 	streams = xcalloc(nstreams, sizeof(*streams));
 	for (unsigned int i = 0; i < nstreams; i++) {
 		struct stream *s = &streams[i];
@@ -632,13 +642,15 @@ int main(int argc, char **argv)
 		if (!s->buf)
 			die("out of memory");
 		switch (opt.w) {
-		case 1:		/* one file per stream */
-			s->fds = &fds[i];
+		case 1:		/* q streams per file */
+			s->fds = &fds[i / opt.q];
 			s->nfds = 1;
+			s->tail = &tails[i / opt.q];
 			break;
 		case 2:		/* every stream on the shared file */
 			s->fds = fds;
 			s->nfds = 1;
+			s->tail = &tails[0];
 			break;
 		default:	/* syncs of all files in turn, starting apart */
 			s->fds = fds;
@@ -695,9 +707,10 @@ int main(int argc, char **argv)
 		double pcpu_us = tv_us(&b.ru.ru_utime) - tv_us(&a.ru.ru_utime) +
 				 tv_us(&b.ru.ru_stime) - tv_us(&a.ru.ru_stime);
 
-		printf("RESULT w=w%d peer=%s F=%u T=%u N=%u k=%u bs=%zu%s%s "
+		printf("RESULT w=w%d peer=%s F=%u Q=%u T=%u N=%u k=%u bs=%zu%s%s "
 		       "secs=%.3f commits=%llu rate=%.1f cpu_us=%.1f pcpu_us=%.1f",
-		       opt.w, opt.peer->name, nfiles, nthreads, nstreams,
+		       opt.w, opt.peer->name, nfiles, opt.w == 1 ? opt.q : 1,
+		       nthreads, nstreams,
 		       writes_per_commit(), opt.bs, opt.label ? " label=" : "",
 		       opt.label ? opt.label : "", secs, commits, commits / secs,
 		       cpu_us / commits, pcpu_us / commits);
