@@ -80,7 +80,7 @@ resolve_kernel() {
 KREPORT_RE='WARNING:|BUG:|Oops|KASAN|UBSAN|general protection|Call Trace'
 KREPORT_RE+='|possible circular locking|possible recursive locking'
 KREPORT_RE+='|inconsistent lock state|lock held when returning|hung task'
-KREPORT_RE+='|blocked for more than|soft lockup|hard LOCKUP|rcu.*stall'
+KREPORT_RE+='|blocked for more than|soft lockup|hard LOCKUP|detected stall'
 KREPORT_RE+='|kmemleak: .*suspected memory leak|unreferenced object'
 KREPORT_RE+='|Kernel panic|ODEBUG:|list_(add|del) corruption'
 
@@ -88,7 +88,9 @@ KREPORT_RE+='|Kernel panic|ODEBUG:|list_(add|del) corruption'
 # 60); succeed if there were any.
 kernel_reports() {
 	local hits
-	hits=$(tr -d '\r' <"$1" | grep -n -E -- "$KREPORT_RE") || return 1
+	# The command line names panic_on_warn and friends: not a report.
+	hits=$(tr -d '\r' <"$1" | grep -n -E -- "$KREPORT_RE" |
+		grep -v -E '^[0-9]+:(\[[ 0-9.]*\] )?(Kernel )?[Cc]ommand line:') || return 1
 	printf '%s\n' "$hits" | head -n 60
 	return 0
 }
