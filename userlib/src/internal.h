@@ -165,9 +165,11 @@ int afs_completion_wait(bool (*done)(void *arg), void *arg,
  * initialized anew and @child drops the parent's state (its threads, its
  * requests, its device contexts are not the child's).
  */
+enum { AFS_HOOK_NEW, AFS_HOOK_ADDING, AFS_HOOK_ADDED };
+
 struct afs_fork_hook {
 	struct afs_fork_hook *next;
-	atomic_bool added;
+	atomic_uint state;		/* AFS_HOOK_* */
 	pthread_mutex_t *lock;		/* may be NULL */
 	void (*child)(void);		/* may be NULL */
 };

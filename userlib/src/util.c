@@ -5,6 +5,7 @@
  * a fork() changes.
  */
 #include <errno.h>
+#include <sched.h>
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,11 +31,23 @@ static _Atomic(struct afs_fork_hook *) afs_fork_hooks;
 
 void afs_fork_hook_add(struct afs_fork_hook *hook)
 {
-	if (atomic_exchange(&hook->added, true))
+	unsigned int state = 0;
+
+	/* Callers call this on every use: a load is all it costs then. */
+	if (atomic_load(&hook->state) == AFS_HOOK_ADDED)
 		return;
-	hook->next = atomic_load(&afs_fork_hooks);
-	while (!atomic_compare_exchange_weak(&afs_fork_hooks, &hook->next, hook))
-		;
+	if (atomic_compare_exchange_strong(&hook->state, &state,
+					   AFS_HOOK_ADDING)) {
+		hook->next = atomic_load(&afs_fork_hooks);
+		while (!atomic_compare_exchange_weak(&afs_fork_hooks,
+						     &hook->next, hook))
+			;
+		atomic_store(&hook->state, AFS_HOOK_ADDED);
+		return;
+	}
+	/* Another thread is adding it: its lock must be known before use. */
+	while (atomic_load(&hook->state) != AFS_HOOK_ADDED)
+		sched_yield();
 }
 
 static void afs_fork_prepare(void)
