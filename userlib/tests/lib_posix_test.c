@@ -24,6 +24,7 @@ FIXTURE(posix)
 	struct aiocb w, s, r;
 	struct afs_stall stall;
 	bool stalled;
+	long long saved_active;	/* max_ctx_active to restore, or -1 */
 };
 
 FIXTURE_SETUP(posix)
@@ -36,6 +37,7 @@ FIXTURE_SETUP(posix)
 	lt_prep(&self->s, self->fd, NULL, 0, 0);
 	lt_prep(&self->r, self->fd, self->back, BS, 0);
 	self->stalled = false;
+	self->saved_active = -1;
 }
 
 FIXTURE_TEARDOWN(posix)
@@ -45,6 +47,8 @@ FIXTURE_TEARDOWN(posix)
 		lt_wait(&self->w);
 		afs_stall_destroy(&self->stall);
 	}
+	if (self->saved_active >= 0)
+		afs_set_param("max_ctx_active", self->saved_active);
 	close(self->fd);
 }
 
@@ -323,6 +327,35 @@ TEST_F(posix, threads)
 		ASSERT_EQ(1, pread(self->fd, &c, 1, (off_t)i * 512 + 100));
 		EXPECT_EQ('A' + i / 32, c);
 	}
+}
+
+/*
+ * aio_reqprio reaches the device: with one execution slot, taken by a
+ * stalled write, the waiting write of priority 0 runs before the one of
+ * priority 20 queued ahead of it.
+ */
+TEST_F(posix, reqprio_orders_waiting_writes)
+{
+	struct aiocb late, early, *got;
+
+	self->saved_active = afs_param("max_ctx_active");
+	ASSERT_LT(0, self->saved_active);
+	ASSERT_EQ(0, afs_set_param("max_ctx_active", 1));
+	start_stalled_write(_metadata, self);
+	lt_prep(&late, self->fd, self->buf, 512, 2 * BS);
+	late.aio_reqprio = AIO_PRIO_DELTA_MAX;
+	ASSERT_EQ(0, aio_write(&late));
+	lt_prep(&early, self->fd, self->buf, 512, 3 * BS);
+	early.aio_reqprio = 0;
+	ASSERT_EQ(0, aio_write(&early));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'p'));
+	/* aio_waitcomplete() hands completions out oldest first. */
+	ASSERT_EQ(BS, aio_waitcomplete(&got, NULL));
+	EXPECT_EQ(&self->w, got);
+	ASSERT_EQ(512, aio_waitcomplete(&got, NULL));
+	EXPECT_EQ(&early, got);
+	ASSERT_EQ(512, aio_waitcomplete(&got, NULL));
+	EXPECT_EQ(&late, got);
 }
 
 /* The device's EAGAIN (context full) is aio_write()'s EAGAIN. */
