@@ -14,11 +14,14 @@ AIOFSYNC_CACHE=${XDG_CACHE_HOME:-$HOME/.cache}/aiofsync
 # kernel_version field at 0x20e points at it, relative to 0x200), so that a
 # kernel given by path can be matched with its /lib/modules/<release>.
 bzimage_release() {
-	local off
+	local off v
 	off=$(od -An -tu2 -j $((0x20e)) -N2 "$1" | tr -d ' ')
 	[ -n "$off" ] && [ "$off" -gt 0 ] || return 1
-	tail -c +$((off + 0x200 + 1)) "$1" | head -c 256 | tr '\0' '\n' |
-		head -n1 | cut -d' ' -f1
+	# dd reads just what it needs: no SIGPIPE to trip pipefail.
+	v=$(dd if="$1" bs=1 skip=$((off + 0x200)) count=256 2>/dev/null | tr '\0' '\n')
+	v=${v%%$'\n'*}
+	v=${v%% *}
+	[ -n "$v" ] && echo "$v"
 }
 
 # resolve_kernel SPEC: SPEC is a series (6.1, 6.12: the newest installed
