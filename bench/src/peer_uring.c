@@ -7,7 +7,11 @@
  *
  * The ring is set up with the flags io_uring's authors recommend for one
  * submitting thread (SINGLE_ISSUER | DEFER_TASKRUN, 6.1+), else
- * COOP_TASKRUN, else none: the peer gets its best chance.
+ * COOP_TASKRUN, else none: the peer gets its best chance. For the same
+ * reason its io-wq may run up to 64 bounded workers (fsync and buffered
+ * writes that cannot complete inline are bounded work), as glibc's helper
+ * threads may; io_uring's own default is min(SQ entries, 4 * CPUs), 8 here.
+ * AIOFBENCH_URING_WORKERS=0 keeps the default.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -66,6 +70,14 @@ static struct peer *uring_open_common(const struct peer_opts *o, int drain)
 	}
 	p->datasync = o->datasync;
 	p->drain = drain;
+	{
+		const char *w = getenv("AIOFBENCH_URING_WORKERS");
+		unsigned int max[2] = { w ? (unsigned int)strtoul(w, NULL, 0) : 64, 0 };
+
+		/* Best effort: older kernels lack it (5.15+). */
+		if (max[0])
+			io_uring_register_iowq_max_workers(&p->ring, max);
+	}
 	return p;
 }
 
