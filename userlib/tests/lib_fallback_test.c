@@ -182,7 +182,7 @@ TEST_F(fb, cancel)
 	char more[8];
 
 	ASSERT_EQ(0, aio_read(&self->r));
-	EXPECT_TRUE(lt_still_in_progress(&self->r, 100));
+	ASSERT_TRUE(lt_wait_blocked_in_read(self->p[0]));
 	lt_prep(&r2, self->p[0], more, sizeof(more), 0);
 	ASSERT_EQ(0, aio_read(&r2));
 	EXPECT_EQ(AIO_CANCELED, aio_cancel(self->p[0], &r2));
@@ -204,7 +204,7 @@ TEST_F(fb, aio_init_limits_helpers)
 	aio_init(&init);
 	ASSERT_EQ(0, pipe2(q, O_CLOEXEC));
 	ASSERT_EQ(0, aio_read(&self->r));	/* takes the only helper */
-	EXPECT_TRUE(lt_still_in_progress(&self->r, 100));
+	ASSERT_TRUE(lt_wait_blocked_in_read(self->p[0]));
 	lt_prep(&w2, q[1], self->buf, 10, 0);
 	ASSERT_EQ(0, aio_write(&w2));
 	EXPECT_TRUE(lt_still_in_progress(&w2, 200));

@@ -386,6 +386,7 @@ TEST_F(la, pipe_cancel)
 	io_prep_pread(&self->r, p[0], self->back, 1, 0);
 	io_prep_pread(&r2, p[0], more, sizeof(more), 0);
 	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[2]));
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
 	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
 	EXPECT_EQ(-EINPROGRESS, io_cancel(self->ctx, &r2, &ev));
 	ASSERT_EQ(1, reap(self, &ev, 1));

@@ -13,6 +13,7 @@
 #include <aio.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <dirent.h>
 #include <libgen.h>
 #include <limits.h>
 #include <pthread.h>
@@ -151,6 +152,43 @@ static inline int lt_release_later(struct lt_later *l, struct afs_stall *s,
 static inline void lt_join(struct lt_later *l)
 {
 	pthread_join(l->thread, NULL);
+}
+
+/*
+ * Wait until a thread of ours sleeps in read(2) on @fd: a helper thread has
+ * taken that request and is running it. (/proc/<tid>/syscall names the
+ * system call a blocked thread is in, and its arguments.)
+ */
+static inline bool lt_wait_blocked_in_read(int fd)
+{
+	char want[32], path[300], line[128];
+	struct dirent *d;
+	int i, t;
+	DIR *dir;
+
+	snprintf(want, sizeof(want), "%d 0x%x ", SYS_read, fd);
+	for (i = 0; i < LT_WAIT_SEC * 100; i++) {
+		dir = opendir("/proc/self/task");
+		while (dir && (d = readdir(dir))) {
+			snprintf(path, sizeof(path), "/proc/self/task/%s/syscall",
+				 d->d_name);
+			t = open(path, O_RDONLY | O_CLOEXEC);
+			if (t < 0)
+				continue;
+			line[0] = 0;
+			if (read(t, line, sizeof(line) - 1) > 0 &&
+			    !strncmp(line, want, strlen(want))) {
+				close(t);
+				closedir(dir);
+				return true;
+			}
+			close(t);
+		}
+		if (dir)
+			closedir(dir);
+		usleep(10000);
+	}
+	return false;
 }
 
 /* The directory of this executable: helpers and libraries live there. */

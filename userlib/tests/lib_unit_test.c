@@ -130,7 +130,7 @@ TEST(fallback_cancel)
 
 	ASSERT_EQ(0, pipe(p));
 	ASSERT_EQ(0, afs_fb_submit(fb_req(p[0], AIOFSYNC_OP_READ, &c, 1, 1)));
-	usleep(50000);	/* let a helper take it */
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
 	ASSERT_EQ(0, afs_fb_submit(fb_req(p[0], AIOFSYNC_OP_READ, &c, 1, 2)));
 	ASSERT_EQ(0, afs_fb_submit(fb_req(p[0], AIOFSYNC_OP_READ, &c, 1, 3)));
 	afs_fb_cancel(&dlog, p[0], 3, false, &canceled, &running);
