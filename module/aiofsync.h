@@ -128,7 +128,7 @@ void aiofsync_order_init(void);
 void aiofsync_order_exit(void);
 int aiofsync_order_attach(struct aiofsync_request *req);
 void aiofsync_order_submit(struct aiofsync_request *req);
-void aiofsync_order_detach(struct aiofsync_request *req);
+void aiofsync_order_put(struct aiofsync_inode *ai);
 void aiofsync_order_write_done(struct aiofsync_request *req);
 bool aiofsync_order_cancel_sync(struct aiofsync_request *req);
 

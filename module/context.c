@@ -89,6 +89,8 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	bool was_running = req->state == AIOFSYNC_RUNNING;
 	bool closed;
 
+	struct aiofsync_inode *ainode;
+
 	if (op == AIOFSYNC_OP_WRITE)
 		aiofsync_order_write_done(req);
 	aiofsync_request_drop_refs(req);
@@ -103,6 +105,12 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		aiofsync_stat_add(AIOFSYNC_STAT_ERRORS, 1);
 
 	spin_lock(&ctx->lock);
+	/*
+	 * A cancel walking ctx->active looks at a sync's inode state: the
+	 * reference to it goes only once the request is off that list.
+	 */
+	ainode = req->ainode;
+	req->ainode = NULL;
 	closed = ctx->closed;
 	if (closed) {
 		list_del(&req->ctx_node);
@@ -117,6 +125,8 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	}
 	spin_unlock(&ctx->lock);
 	wake_up_all(&ctx->wait);
+	if (ainode)
+		aiofsync_order_put(ainode);
 	if (closed) {
 		/* Nobody will reap it. */
 		kfree(req);

@@ -100,7 +100,8 @@ static struct aiofsync_inode *aiofsync_inode_get(const struct inode *inode)
 	return ai;
 }
 
-static void aiofsync_inode_put(struct aiofsync_inode *ai)
+/* Drop a reference to an inode's order state (a request's, or a flush's). */
+void aiofsync_order_put(struct aiofsync_inode *ai)
 {
 	struct aiofsync_bucket *b = aiofsync_bucket(ai->inode);
 
@@ -286,13 +287,7 @@ static void aiofsync_flush_work(struct work_struct *work)
 	}
 	ai->flushing = false;
 	spin_unlock(&ai->lock);
-	aiofsync_inode_put(ai);
-}
-
-void aiofsync_order_detach(struct aiofsync_request *req)
-{
-	aiofsync_inode_put(req->ainode);
-	req->ainode = NULL;
+	aiofsync_order_put(ai);
 }
 
 void aiofsync_order_exit(void)

@@ -129,11 +129,12 @@ static void aiofsync_rw_work(struct work_struct *work)
 	aiofsync_finish(req, aiofsync_do_rw(req), 0);
 }
 
-/* Drop what an accepted request holds; its event stays until reaped. */
+/*
+ * Drop what an accepted request holds but its inode state (see
+ * aiofsync_finish()); its event stays until reaped.
+ */
 void aiofsync_request_drop_refs(struct aiofsync_request *req)
 {
-	if (req->ainode)
-		aiofsync_order_detach(req);
 	if (req->mm)
 		mmdrop(req->mm);
 	req->mm = NULL;
@@ -243,7 +244,7 @@ static int aiofsync_submit_one(struct aiofsync_ctx *ctx,
 
 out_detach:
 	if (req->ainode)
-		aiofsync_order_detach(req);
+		aiofsync_order_put(req->ainode);
 out_free:
 	kfree(req);
 out_global:
