@@ -74,6 +74,7 @@ static void afs_queue_signal(const struct sigevent *sev, pid_t tid)
 struct afs_notify_thread {
 	void (*fn)(union sigval);
 	union sigval value;
+	bool detach_self;	/* made joinable by the program's attributes */
 };
 
 /*
@@ -94,6 +95,13 @@ static void *afs_notify_thread_main(void *arg)
 	struct afs_notify_thread t = *(struct afs_notify_thread *)arg;
 
 	free(arg);
+	/*
+	 * Detached before the program's function runs, as POSIX has it, and
+	 * by the thread itself: detaching from the creator would race with a
+	 * function that looks.
+	 */
+	if (t.detach_self)
+		pthread_detach(pthread_self());
 	if (atomic_load(&afs_thread_mask_set))
 		pthread_sigmask(SIG_SETMASK, &afs_thread_mask, NULL);
 	t.fn(t.value);
@@ -119,10 +127,9 @@ static void afs_start_notify_thread(const struct sigevent *sev)
 		/* The program's attributes are not ours to change. */
 		pthread_attr_getdetachstate(attr, &detach);
 	}
+	t->detach_self = detach != PTHREAD_CREATE_DETACHED;
 	if (pthread_create(&thread, attr, afs_notify_thread_main, t))
 		free(t);
-	else if (detach != PTHREAD_CREATE_DETACHED)
-		pthread_detach(thread);
 	if (attr == &local)
 		pthread_attr_destroy(&local);
 }
