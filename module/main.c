@@ -29,10 +29,13 @@ MODULE_PARM_DESC(max_ctx_active,
 		 "READ/WRITE requests of one context running at once; the others wait in priority order");
 
 /*
- * Unbound: requests on different files run in parallel on any CPU, and a
- * blocked flush does not stall unrelated work queued behind it. Flushes have
- * a queue of their own, so that a flood of writes never keeps a ready fsync
- * from starting.
+ * Per-CPU workqueues: a request runs on the CPU that queued it, where its
+ * submitter's data is warm, and a worker that blocks on I/O lets the pool
+ * start another, so requests on different files still run in parallel.
+ * (Unbound queues cost a cross-CPU hand-off per request: measured in the
+ * guest, 4 to 10 times the CPU per clean fsync — bench/ANALYSIS.md.)
+ * Flushes have a queue of their own, so that a flood of writes never keeps
+ * a ready fsync from starting.
  */
 struct workqueue_struct *aiofsync_wq;
 struct workqueue_struct *aiofsync_flush_wq;
@@ -126,10 +129,10 @@ static int __init aiofsync_init(void)
 	int ret;
 
 	aiofsync_order_init();
-	aiofsync_wq = alloc_workqueue("aiofsync_io", WQ_UNBOUND, 0);
+	aiofsync_wq = alloc_workqueue("aiofsync_io", 0, 0);
 	if (!aiofsync_wq)
 		return -ENOMEM;
-	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush", WQ_UNBOUND, 0);
+	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush", 0, 0);
 	if (!aiofsync_flush_wq) {
 		ret = -ENOMEM;
 		goto out_wq;
