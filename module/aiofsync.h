@@ -63,12 +63,11 @@ struct aiofsync_ctx {
 	unsigned int nr_running;
 	/* Closed: requests still running are freed as they finish. */
 	bool closed;
+	/* Closed with requests running: the context holds the module. */
+	bool orphans;
 	/* Reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
-	/*
-	 * One for the open file, one for each unfinished request. The context
-	 * also holds the module until the last of them is gone.
-	 */
+	/* One for the open file, one for each unfinished request. */
 	struct kref ref;
 };
 

@@ -30,20 +30,22 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 	INIT_LIST_HEAD(&ctx->done);
 	init_waitqueue_head(&ctx->wait);
 	kref_init(&ctx->ref);
-	/* Called from open(), which holds the module already. */
-	__module_get(THIS_MODULE);
 	return ctx;
 }
 
 /*
- * The module stays loaded while a request of a closed context still runs.
- * The module_put() may come from a work item of the module's workqueue:
- * module exit destroys that workqueue, which waits for the item to return.
+ * The last reference may be dropped by a work item of the module's
+ * workqueues, after the file is gone: module exit destroys those queues,
+ * which waits for the item to return.
  */
 static void aiofsync_ctx_release(struct kref *ref)
 {
-	kfree(container_of(ref, struct aiofsync_ctx, ref));
-	module_put(THIS_MODULE);
+	struct aiofsync_ctx *ctx = container_of(ref, struct aiofsync_ctx, ref);
+	bool orphans = ctx->orphans;
+
+	kfree(ctx);
+	if (orphans)
+		module_put(THIS_MODULE);
 }
 
 void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
@@ -284,6 +286,11 @@ void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 
 	spin_lock(&ctx->lock);
 	ctx->closed = true;
+	/* Requests left running keep the module, and rmmod refused, till done. */
+	if (ctx->nr_unfinished) {
+		ctx->orphans = true;
+		__module_get(THIS_MODULE);
+	}
 	list_splice_init(&ctx->done, &done);
 	ctx->nr_done = 0;
 	ctx->nr_requests = 0;
