@@ -292,14 +292,13 @@ static int write_file(const char *path, const char *s)
 	return ok ? 0 : -1;
 }
 
-static long long cg_event(const char *cg, const char *key)
+/* The value of @key in a "key value" file, or -1. */
+static long long keyed(const char *path, const char *key)
 {
-	char path[160], line[128];
+	char line[128];
 	long long v = -1;
-	FILE *f;
+	FILE *f = fopen(path, "r");
 
-	snprintf(path, sizeof(path), "%s/memory.events", cg);
-	f = fopen(path, "r");
 	if (!f)
 		return -1;
 	while (fgets(line, sizeof(line), f))
@@ -309,19 +308,17 @@ static long long cg_event(const char *cg, const char *key)
 	return v;
 }
 
+static long long cg_event(const char *cg, const char *key)
+{
+	char path[160];
+
+	snprintf(path, sizeof(path), "%s/memory.events", cg);
+	return keyed(path, key);
+}
+
 static long long vmstat(const char *key)
 {
-	char line[128];
-	long long v = -1;
-	FILE *f = fopen("/proc/vmstat", "r");
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (!strncmp(line, key, strlen(key)) && line[strlen(key)] == ' ')
-			v = atoll(line + strlen(key) + 1);
-	fclose(f);
-	return v;
+	return keyed("/proc/vmstat", key);
 }
 
 struct hog {

@@ -120,6 +120,12 @@ static uint64_t rval(int bits)
 	return bits == 64 ? v : v & ((1ULL << bits) - 1);
 }
 
+/* Now and then (one time in @n) a random or boundary value instead of @v. */
+static uint64_t or_wild(unsigned int n, uint64_t v, int bits)
+{
+	return one_in(n) ? rval(bits) : v;
+}
+
 /* ---- what the run counts and checks ---- */
 
 static struct {
@@ -595,10 +601,8 @@ static void fill_req(struct ctx *c, struct aiofsync_req *r, const struct stall *
 		r->len = one_in(4) ? rval(64) : 0;
 		r->addr = one_in(15) ? pick_ptr(8, st) : 0;
 	}
-	if (one_in(40))
-		r->reserved0 = (uint32_t)rval(32);
-	if (one_in(40))
-		r->reserved1 = rval(64);
+	r->reserved0 = or_wild(40, 0, 32);
+	r->reserved1 = or_wild(40, 0, 64);
 }
 
 static void do_submit(struct ctx *c, const struct stall *st)
@@ -640,10 +644,8 @@ static void do_submit(struct ctx *c, const struct stall *st)
 	} else if (one_in(15)) {
 		s.reqs = pick_bad_ptr((size_t)nr * stride);
 	}
-	if (one_in(30))
-		s.flags = (uint32_t)rval(32);
-	if (one_in(30))
-		s.reserved = (uint32_t)rval(32);
+	s.flags = or_wild(30, 0, 32);
+	s.reserved = or_wild(30, 0, 32);
 	if (one_in(25))
 		sp = (void *)(uintptr_t)pick_bad_ptr(sizeof(s));
 
@@ -777,16 +779,11 @@ static long do_reap(struct ctx *c, bool wild)
 	r.min_nr = rn(r.max_nr + 1) / (one_in(3) ? 1 : 4);
 	r.timeout_ns = one_in(2) ? 0 : rn(3) * 1000000ULL;
 	if (wild) {
-		if (one_in(8))
-			r.max_nr = (uint32_t)rval(32);
-		if (one_in(8))
-			r.min_nr = (uint32_t)rval(32);
-		if (one_in(10))
-			r.timeout_ns = rval(64);
-		if (one_in(12))
-			r.flags = (uint32_t)rval(32);
-		if (one_in(12))
-			r.reserved = (uint32_t)rval(32);
+		r.max_nr = or_wild(8, r.max_nr, 32);
+		r.min_nr = or_wild(8, r.min_nr, 32);
+		r.timeout_ns = or_wild(10, r.timeout_ns, 64);
+		r.flags = or_wild(12, 0, 32);
+		r.reserved = or_wild(12, 0, 32);
 		if (one_in(8)) {
 			/* Events into a read-only page or across the hole. */
 			out = (void *)(uintptr_t)(one_in(2) ? (uintptr_t)w.ro :
@@ -844,10 +841,8 @@ static void do_cancel(struct ctx *c)
 		a.fd = pick_fd();
 	if (a.flags == AIOFSYNC_CANCEL_TAG || one_in(20))
 		a.user_tag = one_in(10) ? rval(64) : (uint64_t)c->sig << 32 | c->recent[rn(8)];
-	if (one_in(20))
-		a.canceled = (uint32_t)rval(32);
-	if (one_in(20))
-		a.running = (uint32_t)rval(32);
+	a.canceled = or_wild(20, 0, 32);
+	a.running = or_wild(20, 0, 32);
 	if (one_in(20))
 		ap = (void *)(uintptr_t)pick_bad_ptr(sizeof(a));
 	ret = dev_ioctl(c, AIOFSYNC_IOC_CANCEL, ap, cancel_errs, "CANCEL");
