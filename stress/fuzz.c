@@ -196,8 +196,11 @@ static struct {
 } w;
 
 /*
- * An unmapped page after a writable one, per thread: what is placed just
- * before it (arrays, structs) must not be overwritten by another thread.
+ * A writable page followed by one that faults, per thread: what is placed
+ * just before the boundary (arrays, structs) runs into it, and must not be
+ * overwritten by another thread. The faulting page is PROT_NONE rather than
+ * unmapped: an unmapped page is a gap that a later mmap() may fill, and
+ * then the "hole" is memory that the kernel reads or writes.
  */
 static _Thread_local char *t_hole;
 /* The same for READ/WRITE buffers, which workers write at any time. */
@@ -221,7 +224,7 @@ static char *make_hole(void)
 	char *m = mmap(NULL, 2 * PAGE, PROT_READ | PROT_WRITE,
 		       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 
-	if (m == MAP_FAILED || munmap(m + PAGE, PAGE)) {
+	if (m == MAP_FAILED || mprotect(m + PAGE, PAGE, PROT_NONE)) {
 		perror("fuzz: mmap");
 		exit(2);
 	}
@@ -472,7 +475,46 @@ struct ctx {
 	bool track;		/* exact accounting (one thread, no swaps) */
 	uint64_t accepted, reaped, next_tag, recent[8];
 	struct tagent *map;
+	/* The last requests offered to SUBMIT, for the report of a mismatch. */
+	struct offered {
+		uint64_t tag, addr, len;
+		uint32_t opcode, fd;
+		int32_t ret;		/* the SUBMIT's return value */
+		uint16_t idx;		/* position in its array */
+	} *log;
+	unsigned int nlog;
 };
+
+#define LOG_SIZE	65536
+
+/* Note what one SUBMIT offered (@n requests at @reqs) and what it returned. */
+static void offer_log(struct ctx *c, const void *reqs, uint32_t n, uint32_t stride,
+		      long ret)
+{
+	if (!c->log)
+		return;
+	for (uint32_t i = 0; i < n && i < 64; i++) {
+		struct aiofsync_req r;
+		struct offered *o = &c->log[c->nlog++ % LOG_SIZE];
+
+		memcpy(&r, (const char *)reqs + (size_t)i * stride, sizeof(r));
+		*o = (struct offered){ r.user_tag, r.addr, r.len, r.opcode, r.fd,
+				       (int32_t)ret, (uint16_t)i };
+	}
+}
+
+static void offer_dump(const struct ctx *c, uint64_t tag)
+{
+	for (unsigned int i = 0; c->log && i < LOG_SIZE && i < c->nlog; i++) {
+		const struct offered *o = &c->log[i];
+
+		if (o->tag == tag)
+			fprintf(stderr, "fuzz:   offered: opcode %u fd %u addr %#llx len %llu, "
+				"at %u of a SUBMIT that returned %d\n", o->opcode, o->fd,
+				(unsigned long long)o->addr, (unsigned long long)o->len,
+				o->idx, o->ret);
+	}
+}
 
 static struct tagent *tag_slot(struct ctx *c, uint64_t tag)
 {
@@ -499,7 +541,8 @@ static void ctx_init(struct ctx *c, int fd, bool track)
 	c->track = track;
 	if (track) {
 		c->map = calloc(1 << MAP_BITS, sizeof(*c->map));
-		if (!c->map)
+		c->log = calloc(LOG_SIZE, sizeof(*c->log));
+		if (!c->map || !c->log)
 			die("calloc");
 	}
 }
@@ -507,7 +550,9 @@ static void ctx_init(struct ctx *c, int fd, bool track)
 static void ctx_free(struct ctx *c)
 {
 	free(c->map);
+	free(c->log);
 	c->map = NULL;
+	c->log = NULL;
 }
 
 static uint64_t new_tag(struct ctx *c)
@@ -650,6 +695,11 @@ static void do_submit(struct ctx *c, const struct stall *st)
 		sp = (void *)(uintptr_t)pick_bad_ptr(sizeof(s));
 
 	ret = dev_ioctl(c, AIOFSYNC_IOC_SUBMIT, sp, submit_errs, "SUBMIT");
+	if (sp == &s && stride >= 64 && stride <= PAGE && (s.reqs == (uintptr_t)arr ||
+			 (s.reqs >= (uintptr_t)t_hole - PAGE && s.reqs < (uintptr_t)t_hole)))
+		offer_log(c, (void *)(uintptr_t)s.reqs,
+			  s.reqs == (uintptr_t)arr ? nr : ((uintptr_t)t_hole - s.reqs) / stride,
+			  stride, ret);
 	if (ret <= 0)
 		return;
 	if (sp != &s) {
@@ -697,10 +747,12 @@ static void check_event(struct ctx *c, const struct aiofsync_event *ev)
 	if (c->track) {
 		struct tagent *e = tag_slot(c, ev->user_tag);
 
-		if (!e->count)
+		if (!e->count) {
 			failure("%s completion for tag %#llx (opcode %u, res %lld)",
 				e->opmask ? "one completion too many" : "a never submitted",
 				(unsigned long long)ev->user_tag, ev->opcode, res);
+			offer_dump(c, ev->user_tag);
+		}
 		else if (!(e->opmask & (1U << (ev->opcode & 31))))
 			failure("tag %#llx completed as opcode %u, submitted as mask %#x",
 				(unsigned long long)ev->user_tag, ev->opcode, e->opmask);
@@ -724,6 +776,16 @@ static void on_crash(int sig, siginfo_t *si, void *uc)
 	if (write(2, line, n) < 0)
 		_exit(3);
 	backtrace_symbols_fd(bt, backtrace(bt, 32), 2);
+	/* What is mapped around the address (not signal-safe: we are dying). */
+	{
+		FILE *f = fopen("/proc/self/maps", "r");
+		unsigned long a, b, addr = (unsigned long)si->si_addr;
+
+		while (f && fgets(line, sizeof(line), f))
+			if (sscanf(line, "%lx-%lx", &a, &b) == 2 &&
+			    b + (1 << 20) > addr && a < addr + (1 << 20))
+				fprintf(stderr, "fuzz:   map %s", line);
+	}
 	_exit(3);
 }
 
@@ -1280,7 +1342,7 @@ static void *storm_thread(void *arg)
 	(void)none;
 	timer_delete(thread_timer);
 	/* Not b_hole: READs of this thread may still be running. */
-	munmap(t_hole - PAGE, PAGE);
+	munmap(t_hole - PAGE, 2 * PAGE);
 	guarded_unmap(tb, sizeof(*tb));
 	return NULL;
 }
@@ -1624,6 +1686,15 @@ int main(int argc, char **argv)
 	sigaction(SIGBUS, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	kmsg = open("/dev/kmsg", O_WRONLY | O_CLOEXEC);
+	/* Every round's note in the console, not a rate-limited few. */
+	{
+		int fd = open("/proc/sys/kernel/printk_devkmsg", O_WRONLY | O_CLOEXEC);
+
+		if (fd >= 0 && write(fd, "on\n", 3) < 0)
+			perror("fuzz: printk_devkmsg");
+		if (fd >= 0)
+			close(fd);
+	}
 	world_init();
 	thread_timer = make_timer();
 	check_quiescent("at the start", 0);
