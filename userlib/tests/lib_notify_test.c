@@ -182,46 +182,80 @@ TEST_F(notify, sigev_thread_attributes)
 	pthread_attr_destroy(&attr);
 }
 
-struct tid_waiter {
-	sem_t ready;
+struct tid_target {
+	sem_t ready, go;
 	pid_t tid;
-	int sig;
+	int pending, sig;
 	siginfo_t info;
 };
 
-static void *tid_waiter(void *arg)
+/* Inherits SIG_B blocked; looks at its pending set only when told to. */
+static void *tid_target(void *arg)
 {
-	struct tid_waiter *w = arg;
-	sigset_t set = block(SIG_B);
+	struct tid_target *w = arg;
+	struct timespec zero = { 0, 0 };
+	sigset_t set, pending;
 
+	sigemptyset(&set);
+	sigaddset(&set, SIG_B);
 	w->tid = gettid_();
 	sem_post(&w->ready);
-	w->sig = wait_signal(&set, &w->info);
+	lt_sem_wait(&w->go);
+	sigpending(&pending);
+	w->pending = sigismember(&pending, SIG_B);
+	w->sig = sigtimedwait(&set, &w->info, &zero);
 	return NULL;
 }
 
+/*
+ * To that thread, not to the process. SIG_B stays blocked in every thread
+ * and nobody waits for it, so the signal stays where it was sent: in the
+ * target's own pending set, or, sent to the process, in the shared one,
+ * which this thread's sigpending() shows too. A SIGEV_SIGNAL sent after the
+ * request completed marks the moment the first signal was sent: the
+ * notifications go out one after another, in completion order.
+ */
 TEST_F(notify, sigev_thread_id)
 {
-	struct tid_waiter w = { .sig = 0 };
-	struct timespec zero = { 0, 50000000 };
-	sigset_t set = block(SIG_B);
+	struct tid_target w = { .sig = 0 };
+	sigset_t set, pending;
+	struct aiocb mark;
 	siginfo_t info;
 	pthread_t t;
 
+	sigemptyset(&set);
+	sigaddset(&set, SIG_A);
+	sigaddset(&set, SIG_B);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	sem_init(&w.ready, 0, 0);
-	ASSERT_EQ(0, pthread_create(&t, NULL, tid_waiter, &w));
+	sem_init(&w.go, 0, 0);
+	ASSERT_EQ(0, pthread_create(&t, NULL, tid_target, &w));
 	ASSERT_EQ(0, lt_sem_wait(&w.ready));
 	self->cb.aio_sigevent.sigev_notify = SIGEV_THREAD_ID;
 	self->cb.aio_sigevent.sigev_signo = SIG_B;
 	self->cb.aio_sigevent.sigev_notify_thread_id = w.tid;
 	self->cb.aio_sigevent.sigev_value.sival_int = 7;
 	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->cb));
+	ASSERT_EQ(0, lt_wait(&self->cb));
+
+	lt_prep(&mark, self->fd, NULL, 0, 0);
+	mark.aio_sigevent.sigev_notify = SIGEV_SIGNAL;
+	mark.aio_sigevent.sigev_signo = SIG_A;
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &mark));
+	sigemptyset(&set);
+	sigaddset(&set, SIG_A);
+	ASSERT_EQ(SIG_A, wait_signal(&set, &info));
+
+	/* Nothing for the process: not in the shared pending set. */
+	sigpending(&pending);
+	EXPECT_EQ(0, sigismember(&pending, SIG_B));
+	sem_post(&w.go);
 	pthread_join(t, NULL);
+	EXPECT_EQ(1, w.pending);
 	EXPECT_EQ(SIG_B, w.sig);
 	EXPECT_EQ(SI_ASYNCIO, w.info.si_code);
 	EXPECT_EQ(7, w.info.si_value.sival_int);
-	/* To that thread, not to the process: nothing pending here. */
-	EXPECT_EQ(-1, sigtimedwait(&set, &info, &zero));
+	EXPECT_EQ(getpid(), w.info.si_pid);
 }
 
 /* ---- SIGEV_CALLBACK ---- */
