@@ -9,11 +9,13 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -161,7 +163,7 @@ static int afs_marker_file(void)
 	return expected;
 }
 
-int afs_dev_post_marker(int dev, uint64_t tag)
+int afs_dev_post_marker(int dev, uint64_t tag, int resfd)
 {
 	struct timespec pause = { 0, 1000000 };
 	struct aiofsync_req r;
@@ -170,6 +172,10 @@ int afs_dev_post_marker(int dev, uint64_t tag)
 	if (mfd < 0)
 		return mfd;
 	afs_dev_req_init(&r, AIOFSYNC_OP_FDATASYNC, mfd, tag);
+	if (resfd >= 0) {
+		r.flags = AIOFSYNC_REQ_EVENTFD;
+		r.resfd = (uint32_t)resfd;
+	}
 	/*
 	 * A full context empties as its owner reaps; a marker is only ever
 	 * posted on behalf of a request that was accounted for, so waiting
@@ -181,5 +187,32 @@ int afs_dev_post_marker(int dev, uint64_t tag)
 		if (pause.tv_nsec < 100000000)
 			pause.tv_nsec *= 2;
 	}
+	/* An eventfd the device refuses must not cost the completion. */
+	if ((ret == -EINVAL || ret == -EBADF) && resfd >= 0)
+		return afs_dev_post_marker(dev, tag, -1);
 	return ret < 0 ? ret : 0;
+}
+
+int afs_dev_eventfd_dup(int fd)
+{
+	static const char want[] = "anon_inode:[eventfd]";
+	char path[32], link[sizeof(want)];
+	struct stat st;
+	ssize_t n;
+	int dup;
+
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+	if (dup < 0)
+		return errno == EBADF ? -EBADF : -EAGAIN;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", dup);
+	n = readlink(path, link, sizeof(link));
+	if (n >= 0) {
+		if (n == sizeof(want) - 1 && !memcmp(link, want, (size_t)n))
+			return dup;
+	} else if (!fstat(dup, &st) && !(st.st_mode & S_IFMT)) {
+		/* No /proc: at least an anonymous inode; the device decides. */
+		return dup;
+	}
+	close(dup);
+	return -EINVAL;
 }

@@ -110,9 +110,17 @@ int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,
  * Queue a request that completes at once with @tag: an FDATASYNC of a private
  * memfd that nothing ever writes. It lets a thread that is not the device put
  * an event into a context's completion queue, behind every event already
- * there. Returns 0 or -errno (never -EAGAIN: that is waited out).
+ * there. With @resfd >= 0 the device signals that eventfd once the event is
+ * there to reap (if it refuses the eventfd, the marker goes without). Returns
+ * 0 or -errno (never -EAGAIN: that is waited out).
  */
-int afs_dev_post_marker(int dev, uint64_t tag);
+int afs_dev_post_marker(int dev, uint64_t tag, int resfd);
+/*
+ * A close-on-exec duplicate of the eventfd @fd, for a marker posted later
+ * (the program may close @fd meanwhile); -EBADF or -EINVAL as io_submit()
+ * says for a bad aio_resfd, -EAGAIN when out of descriptors.
+ */
+int afs_dev_eventfd_dup(int fd);
 /* A request that would be refused by the device for that reason alone. */
 void afs_dev_req_init(struct aiofsync_req *r, uint32_t opcode, int fd,
 		      uint64_t tag);

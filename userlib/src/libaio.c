@@ -211,8 +211,13 @@ static int afs_io_destroy(io_context_t ctx)
 struct afs_libaio_fb {
 	struct afs_fb_req fb;
 	struct io_context *ctx;
+	int efd;			/* IOCB_FLAG_RESFD: our dup, else -1 */
 };
 
+/*
+ * The marker carries the eventfd: the device signals it once the event is
+ * there to reap, as for the requests it runs itself.
+ */
 static void afs_libaio_fb_done(struct afs_fb_req *req)
 {
 	struct afs_libaio_fb *f = (struct afs_libaio_fb *)req;
@@ -222,8 +227,11 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 	if (!atomic_load(&ctx->dead)) {
 		ctx->slot[idx].res = req->res;
 		afs_dev_post_marker(ctx->dev,
-				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK);
+				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
+				    f->efd);
 	}
+	if (f->efd >= 0)
+		close(f->efd);
 	afs_ctx_put(ctx);
 	free(f);
 }
@@ -236,6 +244,16 @@ static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
 
 	if (!f)
 		return -EAGAIN;
+	f->efd = -1;
+	/* Checked now, as io_submit() does; held until the completion. */
+	if (r->flags & AIOFSYNC_REQ_EVENTFD) {
+		f->efd = afs_dev_eventfd_dup((int)r->resfd);
+		if (f->efd < 0) {
+			ret = f->efd;
+			free(f);
+			return ret;
+		}
+	}
 	f->fb.fd = (int)r->fd;
 	f->fb.opcode = r->opcode;
 	f->fb.buf = (void *)(uintptr_t)r->addr;
@@ -249,6 +267,8 @@ static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
 	ret = afs_fb_submit(&f->fb);
 	if (ret) {
 		atomic_fetch_sub(&ctx->refs, 1);
+		if (f->efd >= 0)
+			close(f->efd);
 		free(f);
 	}
 	return ret;

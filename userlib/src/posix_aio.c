@@ -210,7 +210,7 @@ static void afs_px_barrier(int dev)
 {
 	struct afs_barrier b = { false };
 
-	if (afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER))
+	if (afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER, -1))
 		return;
 	/* Signals do not end this wait: the barrier is on its way. */
 	afs_completion_wait(afs_barrier_done, &b, NULL, true);

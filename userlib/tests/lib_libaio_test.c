@@ -374,6 +374,63 @@ TEST_F(la, pipe)
 	close(p[1]);
 }
 
+/*
+ * io_set_eventfd() on a pipe (a helper runs it): the eventfd is signalled
+ * once the event is there to reap, once per request, as for requests the
+ * device runs itself. The program may close its resfd after io_submit(), as
+ * kernel AIO holds a reference; a bad resfd is refused at submission.
+ */
+TEST_F(la, pipe_eventfd)
+{
+	int efd = eventfd(0, EFD_CLOEXEC), efd2, p[2];
+	struct pollfd pe = { .fd = efd, .events = POLLIN };
+	struct iocb *one[1] = { &self->w };
+	struct io_event ev;
+	uint64_t n = 0;
+
+	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	io_prep_pwrite(&self->w, p[1], self->buf, 100, 0);
+	io_set_eventfd(&self->w, efd);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+	ASSERT_EQ(1, poll(&pe, 1, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+	EXPECT_EQ(1, n);
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->w, ev.obj);
+	EXPECT_EQ(100, ev.res);
+
+	/* A read that waits for data, its resfd closed meanwhile. */
+	efd2 = dup(efd);
+	ASSERT_LE(0, efd2);
+	io_prep_pread(&self->r, p[0], self->back, 100, 0);
+	io_set_eventfd(&self->r, efd2);
+	one[0] = &self->r;
+	ASSERT_EQ(100, read(p[0], self->back, 100));
+	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+	close(efd2);
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
+	EXPECT_EQ(0, poll(&pe, 1, 0));
+	ASSERT_EQ(5, write(p[1], "hello", 5));
+	ASSERT_EQ(1, poll(&pe, 1, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(1, reap(self, &ev, 1));
+	EXPECT_EQ(&self->r, ev.obj);
+	EXPECT_EQ(5, ev.res);
+	ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+	EXPECT_EQ(1, n);
+
+	/* As kernel AIO: a resfd that is not open, or not an eventfd. */
+	io_prep_pwrite(&self->w, p[1], self->buf, 1, 0);
+	io_set_eventfd(&self->w, efd2);
+	one[0] = &self->w;
+	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
+	io_set_eventfd(&self->w, p[0]);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, one));
+	close(p[0]);
+	close(p[1]);
+	close(efd);
+}
+
 /* A pipe read waiting on a helper runs; the one queued behind it is cancelled. */
 TEST_F(la, pipe_cancel)
 {
