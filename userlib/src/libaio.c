@@ -181,19 +181,24 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 	return 0;
 }
 
+/*
+ * A context is looked up in the list before it is touched: once destroyed
+ * its memory may be gone, and a second io_destroy() must say -EINVAL, as
+ * the system call does for an unknown context, without reading it.
+ */
 static int afs_io_destroy(io_context_t ctx)
 {
 	struct io_context **p;
 	unsigned int canceled, running;
 	bool was_dead = true;
 
-	if (!afs_ctx_ok(ctx))
-		return -EINVAL;
 	pthread_mutex_lock(&afs_ctxs.lock);
 	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
 		if (*p == ctx) {
-			*p = ctx->list_next;
-			was_dead = atomic_exchange(&ctx->dead, true);
+			if (afs_ctx_ok(ctx)) {
+				*p = ctx->list_next;
+				was_dead = atomic_exchange(&ctx->dead, true);
+			}
 			break;
 		}
 	}
@@ -528,6 +533,18 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 	return (int)got;
 }
 
+static bool afs_iocb_readable(struct iocb *iocb)
+{
+	uint32_t key;
+	struct iovec dst = { &key, sizeof(key) }, src;
+
+	if (!iocb)
+		return false;
+	src.iov_base = &iocb->aio_key;
+	src.iov_len = sizeof(key);
+	return afs_copy_in(&dst, &src, 1) == sizeof(key);
+}
+
 static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 			 struct io_event *result)
 {
@@ -535,10 +552,11 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 	uint32_t idx, canceled = 0, c, running;
 
 	(void)result;	/* as in the kernel: the event comes from io_getevents */
+	/* The system call reads the iocb's key first: -EFAULT before all. */
+	if (!afs_iocb_readable(iocb))
+		return -EFAULT;
 	if (!afs_ctx_ok(ctx))
 		return -EINVAL;
-	if (!iocb)
-		return -EFAULT;
 	for (idx = 1; idx <= ctx->nslots; idx++) {
 		if (atomic_load_explicit(&ctx->slot[idx].iocb,
 					 memory_order_relaxed) != (uintptr_t)iocb)
@@ -555,8 +573,14 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 
 /* ---- libaio's library calls ---- */
 
+/* As libaio's: *ctxp need not be NULL, it is reset first. */
 static int afs_io_queue_init(int maxevents, io_context_t *ctxp)
 {
+	if (maxevents <= 0)
+		return -EINVAL;
+	if (!ctxp)
+		return -EFAULT;
+	*ctxp = NULL;
 	return afs_io_setup(maxevents, ctxp);
 }
 

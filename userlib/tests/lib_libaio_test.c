@@ -323,6 +323,86 @@ TEST_F(la, getevents_args)
 	EXPECT_EQ(-EFAULT, io_getevents(self->ctx, 1, 1, NULL, &long_wait));
 }
 
+/* The system call reads the iocb first: -EFAULT, whatever the context. */
+TEST_F(la, cancel_efault)
+{
+	void *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
+	struct io_event ev;
+
+	ASSERT_NE(MAP_FAILED, unmapped);
+	EXPECT_EQ(-EFAULT, io_cancel(self->ctx, NULL, &ev));
+	EXPECT_EQ(-EFAULT, io_cancel(self->ctx, unmapped, &ev));
+	EXPECT_EQ(-EFAULT, io_cancel(NULL, NULL, &ev));
+	/* Readable, never submitted: -EINVAL. */
+	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->w, &ev));
+	munmap(unmapped, 4096);
+}
+
+/* Not a context of ours (libaio: the system call's lookup fails). */
+static struct { uint64_t junk[16]; } not_a_context;
+
+TEST_F(la, queue_wait_args)
+{
+	struct timespec zero = { 0, 0 };
+
+	EXPECT_EQ(-EINVAL, io_queue_wait(NULL, &zero));
+	EXPECT_EQ(-EINVAL, io_queue_wait((io_context_t)&not_a_context, &zero));
+	EXPECT_EQ(0, io_queue_wait(self->ctx, &zero));
+}
+
+/* io_pgetevents() with a mask: io_getevents()'s argument checks. */
+TEST_F(la, pgetevents_args)
+{
+	struct io_event ev;
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	EXPECT_EQ(-EINVAL, io_pgetevents(self->ctx, 2, 1, &ev, NULL, &mask));
+	EXPECT_EQ(-EINVAL, io_pgetevents(self->ctx, -1, 1, &ev, NULL, &mask));
+	EXPECT_EQ(-EINVAL, io_pgetevents(self->ctx, 0, -1, &ev, NULL, &mask));
+	EXPECT_EQ(-EINVAL, io_pgetevents(NULL, 0, 1, &ev, NULL, &mask));
+	EXPECT_EQ(-EINVAL, io_pgetevents((io_context_t)&not_a_context, 0, 1,
+					 &ev, NULL, &mask));
+	EXPECT_EQ(0, io_pgetevents(self->ctx, 0, 0, &ev, NULL, &mask));
+	EXPECT_EQ(0, io_pgetevents(self->ctx, 0, 1, &ev, &(struct timespec){},
+				   &mask));
+}
+
+/* A destroyed context is an unknown one: -EINVAL, not a use after free. */
+TEST_F(la, destroy_twice)
+{
+	io_context_t ctx = NULL;
+
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	EXPECT_EQ(0, io_destroy(ctx));
+	EXPECT_EQ(-EINVAL, io_destroy(ctx));
+	EXPECT_EQ(-EINVAL, io_destroy(NULL));
+	EXPECT_EQ(-EINVAL, io_destroy((io_context_t)&not_a_context));
+	ASSERT_EQ(0, io_queue_init(4, &ctx));
+	EXPECT_EQ(0, io_queue_release(ctx));
+	EXPECT_EQ(-EINVAL, io_queue_release(ctx));
+}
+
+/*
+ * libaio's io_queue_init(): -EINVAL for maxevents <= 0 (*ctxp untouched),
+ * else *ctxp is reset and io_setup() called, so it need not be NULL.
+ */
+TEST_F(la, queue_init_args)
+{
+	io_context_t junk = (io_context_t)&not_a_context, ctx = junk;
+
+	EXPECT_EQ(-EINVAL, io_queue_init(0, &ctx));
+	EXPECT_EQ(-EINVAL, io_queue_init(-1, &ctx));
+	EXPECT_EQ(junk, ctx);
+	ASSERT_EQ(0, io_queue_init(4, &ctx));
+	EXPECT_NE(junk, ctx);
+	EXPECT_EQ(0, io_queue_release(ctx));
+	/* io_setup() itself insists on a zeroed *ctxp, as the system call. */
+	ctx = junk;
+	EXPECT_EQ(-EINVAL, io_setup(4, &ctx));
+}
+
 TEST_F(la, getevents_eintr)
 {
 	struct io_event ev;
