@@ -360,6 +360,74 @@ TEST_F(posix, reqprio_orders_waiting_writes)
 	EXPECT_EQ(&late, got);
 }
 
+/*
+ * aio_return() on a request in progress: -1 and EINPROGRESS (glibc returns
+ * the field; POSIX leaves it undefined), and nothing is claimed: the result
+ * is still there for aio_waitcomplete() and aio_return() once it is done.
+ */
+TEST_F(posix, aio_return_in_flight)
+{
+	struct timespec zero = { 0, 0 };
+	struct aiocb *got = NULL;
+
+	start_stalled_write(_metadata, self);
+	errno = 0;
+	EXPECT_EQ(-1, aio_return(&self->w));
+	EXPECT_EQ(EINPROGRESS, errno);
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->w));
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'i'));
+	ASSERT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(BS, aio_waitcomplete(&got, &zero));
+	EXPECT_EQ(&self->w, got);
+	EXPECT_EQ(BS, aio_return(&self->w));
+}
+
+/*
+ * lio_listio() when the device is full: -1 and EAGAIN; the elements it
+ * queued run, the others say EAGAIN in aio_error() and -1 in aio_return().
+ */
+TEST_F(posix, lio_listio_eagain)
+{
+	long long old = afs_param("max_ctx_requests");
+	struct aiocb cbs[6], *list[6];
+	int i, ret, queued;
+
+	ASSERT_LT(0, old);
+	/* One write at a time: the queued ones wait behind the stalled one. */
+	self->saved_active = afs_param("max_ctx_active");
+	ASSERT_LT(0, self->saved_active);
+	ASSERT_EQ(0, afs_set_param("max_ctx_active", 1));
+	start_stalled_write(_metadata, self);
+	for (i = 0; i < 6; i++) {
+		lt_prep(&cbs[i], self->fd, NULL, 0, 0);
+		cbs[i].aio_lio_opcode = LIO_WRITE;
+		cbs[i].aio_buf = self->buf;
+		cbs[i].aio_nbytes = 512;
+		cbs[i].aio_offset = BS + i * 512;
+		list[i] = &cbs[i];
+	}
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", 3));
+	errno = 0;
+	ret = lio_listio(LIO_NOWAIT, list, 6, NULL);
+	EXPECT_EQ(0, afs_set_param("max_ctx_requests", old));
+	EXPECT_EQ(-1, ret);
+	EXPECT_EQ(EAGAIN, errno);
+	/* With the stalled write, 3 in the context: 2 queued, 4 refused. */
+	for (queued = 0; queued < 6; queued++)
+		if (aio_error(&cbs[queued]) != EINPROGRESS)
+			break;
+	EXPECT_EQ(2, queued);
+	for (i = queued; i < 6; i++) {
+		EXPECT_EQ(EAGAIN, aio_error(&cbs[i]));
+		EXPECT_EQ(-1, aio_return(&cbs[i]));
+	}
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'l'));
+	for (i = 0; i < queued; i++) {
+		EXPECT_EQ(0, lt_wait(&cbs[i]));
+		EXPECT_EQ(512, aio_return(&cbs[i]));
+	}
+}
+
 /* The device's EAGAIN (context full) is aio_write()'s EAGAIN. */
 TEST_F(posix, eagain_when_device_full)
 {
