@@ -35,6 +35,14 @@
 #include <linux/workqueue.h>
 #include <linux/aiofsync.h>
 
+/*
+ * What SUBMIT allocates is charged to the submitter's memory cgroup. A group
+ * at its limit must get ENOMEM back, not an OOM kill of one of its tasks:
+ * __GFP_NORETRY reclaims once and then fails instead of invoking the OOM
+ * killer (memcg's or the system's).
+ */
+#define AIOFSYNC_GFP_SUBMIT	(GFP_KERNEL_ACCOUNT | __GFP_NORETRY | __GFP_NOWARN)
+
 struct eventfd_ctx;
 struct mm_struct;
 struct aiofsync_inode;

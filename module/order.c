@@ -77,7 +77,7 @@ static struct aiofsync_inode *aiofsync_inode_get(const struct inode *inode)
 		return ai;
 
 	/* Allocate outside the bucket lock, then look again. */
-	fresh = kzalloc(sizeof(*fresh), GFP_KERNEL_ACCOUNT);
+	fresh = kzalloc(sizeof(*fresh), AIOFSYNC_GFP_SUBMIT);
 	if (!fresh)
 		return NULL;
 	fresh->inode = inode;

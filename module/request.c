@@ -187,7 +187,7 @@ static int aiofsync_submit_one(struct aiofsync_ctx *ctx,
 	if (!aiofsync_global_get())
 		goto out_eventfd;
 	ret = -ENOMEM;
-	req = kzalloc(sizeof(*req), GFP_KERNEL_ACCOUNT);
+	req = kzalloc(sizeof(*req), AIOFSYNC_GFP_SUBMIT);
 	if (!req)
 		goto out_global;
 
