@@ -18,6 +18,7 @@
  * request refers to it: the files of the requests keep the inode itself alive.
  */
 #include <linux/cred.h>
+#include <linux/errseq.h>
 #include <linux/hash.h>
 #include <linux/slab.h>
 
@@ -222,33 +223,62 @@ static void aiofsync_flush_extent(struct list_head *batch, loff_t *start,
 
 /*
  * One flush for a batch of syncs on one inode. It runs through the file and
- * credentials of the first; each other open file then collects, once, the
- * writeback error recorded since it last looked (errseq), as its own fsync(2)
- * would have.
+ * credentials of the first (the lead); the result of every other request is
+ * then made to be what an fsync(2) through its own file would return, as far
+ * as the kernel lets us tell.
+ *
+ * An fsync(2) result holds two kinds of error. Writeback errors are
+ * recorded once in the mapping (errseq) and collected by each open file
+ * through its own cursor, f_wb_err (file_check_and_advance_wb_err()): every
+ * file sees each such error once, and a file that has already collected it
+ * gets 0 next time. Errors of the flush itself (a journal abort, a read-only
+ * or shut down filesystem, a failed cache flush) are returned to any caller.
+ * vfs_fsync_range() returns one number and does not say which kind it is:
+ *
+ *  - if the lead's cursor moved during the flush and the result is the error
+ *    it moved to, the result is the lead's errseq news: every other file gets
+ *    only what its own cursor has to collect (0 if it saw the error before);
+ *  - otherwise the result (if any) is the flush's own error and applies to
+ *    every file. Each file's cursor is still advanced, as fsync(2) does, and
+ *    the flush error comes first, as in ext4_sync_file().
+ *
+ * A flush error equal to errseq news that arrived in the same flush, or an
+ * fsync(2) on the lead's file moving its cursor meanwhile, cannot be told
+ * apart from the first case; the other files then get their errseq result
+ * alone. Requests on the lead's own file share the lead's result.
  */
 static void aiofsync_flush_batch(struct list_head *batch, unsigned int nr)
 {
 	struct aiofsync_request *lead, *req, *tmp;
 	const struct cred *old_cred;
 	loff_t start, end;
-	int datasync, ret;
+	int datasync, ret, shared;
 	u32 ev_flags = nr > 1 ? AIOFSYNC_EV_SHARED_FLUSH : 0;
+	errseq_t lead_since;
 
 	lead = list_first_entry(batch, struct aiofsync_request, queue_node);
 	aiofsync_flush_extent(batch, &start, &end, &datasync);
 
+	lead_since = READ_ONCE(lead->file->f_wb_err);
 	old_cred = override_creds(lead->cred);
 	ret = vfs_fsync_range(lead->file, start, end, datasync);
 	revert_creds(old_cred);
+	shared = ret;
+	if (ret && ret == errseq_check(&lead->file->f_wb_err, lead_since))
+		shared = 0;
 
 	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES, 1);
 	aiofsync_stat_add(AIOFSYNC_STAT_FLUSHES_SAVED, nr - 1);
 
 	/* All results first: a finished request may be reaped and freed. */
 	list_for_each_entry(req, batch, queue_node) {
+		int own;
+
 		req->ev.res = ret;
-		if (req->file != lead->file)
-			req->ev.res = file_check_and_advance_wb_err(req->file) ?: ret;
+		if (req->file == lead->file)
+			continue;
+		own = file_check_and_advance_wb_err(req->file);
+		req->ev.res = shared ?: own;
 	}
 	list_for_each_entry_safe(req, tmp, batch, queue_node) {
 		list_del_init(&req->queue_node);

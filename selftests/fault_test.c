@@ -57,18 +57,28 @@ static int run_out(char *out, size_t len, const char *cmd)
 	return 0;
 }
 
-/* Point the dm device at the loop device again, or make every I/O fail. */
-static int set_table(FIXTURE_DATA(fault) *self, int fail)
+enum table { TABLE_CREATE, TABLE_FAIL, TABLE_HEAL };
+
+/*
+ * Make the dm device over the loop device (linear), switch it to make every
+ * I/O fail (error), or back to the loop device (heal).
+ */
+static int set_table(FIXTURE_DATA(fault) *self, enum table how)
 {
 	unsigned long sectors = IMG_MB * 2048UL;
+	char table[96];
 
-	if (fail)
-		return run("dmsetup suspend --nolockfs %s && "
-			   "dmsetup load %s --table '0 %lu error' && "
-			   "dmsetup resume %s", self->dm, self->dm, sectors,
-			   self->dm);
-	return run("dmsetup create %s --table '0 %lu linear %s 0' && "
-		   "dmsetup mknodes %s", self->dm, sectors, self->loop, self->dm);
+	if (how == TABLE_FAIL)
+		snprintf(table, sizeof(table), "0 %lu error", sectors);
+	else
+		snprintf(table, sizeof(table), "0 %lu linear %s 0", sectors,
+			 self->loop);
+	if (how == TABLE_CREATE)
+		return run("dmsetup create %s --table '%s' && dmsetup mknodes %s",
+			   self->dm, table, self->dm);
+	return run("dmsetup suspend --nolockfs %s && "
+		   "dmsetup load %s --table '%s' && dmsetup resume %s",
+		   self->dm, self->dm, table, self->dm);
 }
 
 /* A fresh filesystem on loop + dm linear, mounted at self->mnt. */
@@ -79,7 +89,7 @@ static int fs_up(FIXTURE_DATA(fault) *self)
 	if (run("truncate -s %dM %s", IMG_MB, self->img))
 		return -1;
 	snprintf(cmd, sizeof(cmd), "losetup -f --show %s", self->img);
-	if (run_out(self->loop, sizeof(self->loop), cmd) || set_table(self, 0) ||
+	if (run_out(self->loop, sizeof(self->loop), cmd) || set_table(self, TABLE_CREATE) ||
 	    run("mkfs.ext4 -q /dev/mapper/%s", self->dm) || mkdir(self->mnt, 0755))
 		return -1;
 	snprintf(cmd, sizeof(cmd), "/dev/mapper/%s", self->dm);
@@ -176,7 +186,7 @@ static int scenario(FIXTURE_DATA(fault) *self, int device, __u32 op,
 	} else if (pwrite(fd, self->data, DATA, 0) != DATA) {
 		return -1;
 	}
-	if (set_table(self, 1))
+	if (set_table(self, TABLE_FAIL))
 		return -1;
 
 	for (i = 0; i < ROUNDS; i++) {
@@ -256,7 +266,7 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 	ASSERT_LE(0, f2);
 	ASSERT_EQ(DATA, pwrite(f1, self->data, DATA, 0));
 	ASSERT_EQ(4096, pwrite(f1, self->data, 4096, DATA));
-	ASSERT_EQ(0, set_table(self, 1));
+	ASSERT_EQ(0, set_table(self, TABLE_FAIL));
 	sys[0] = errno_of(fsync(f1));
 	sys[1] = errno_of(fsync(f2));
 	sys[2] = errno_of(fsync(f1));
@@ -277,7 +287,7 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 	reqs[2] = afs_req(AIOFSYNC_OP_FSYNC, f2, 0, 0, NULL, 3);
 	ASSERT_EQ(1, afs_submit(self->dev, reqs, 1));
 	ASSERT_EQ(0, afs_stall_wait_fault(&stall, 5000));
-	ASSERT_EQ(0, set_table(self, 1));
+	ASSERT_EQ(0, set_table(self, TABLE_FAIL));
 	ASSERT_EQ(2, afs_submit(self->dev, reqs + 1, 2));
 	ASSERT_EQ(0, afs_stall_release(&stall, 'e'));
 	ASSERT_EQ(3, afs_reap(self->dev, ev, 3, 3, 30000 * AFS_MS));
@@ -299,6 +309,88 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 	       sys[0], sys[1], sys[2], sys[3], dev[0], dev[1], dev[2], dev[3]);
 	EXPECT_EQ(-EIO, sys[0]);
 	for (i = 0; i < 4; i++) {
+		EXPECT_EQ(sys[i], dev[i]);
+	}
+}
+
+/*
+ * Open files A and B of one inode; A's fsync(2) has collected a writeback
+ * error (returned in *@first), B has not; the disk works again and the file
+ * is clean. Each collects an errseq error once: B's next fsync reports it,
+ * A's does not.
+ */
+static int error_seen_by_a(FIXTURE_DATA(fault) *self, int *a, int *b,
+			   long long *first)
+{
+	if (fs_up(self))
+		return -1;
+	*a = open_in(self, "f", O_RDWR);
+	*b = open_in(self, "f", O_RDWR);
+	if (*a < 0 || *b < 0)
+		return -1;
+	/* Blocks allocated and on disk: the rewrite below is data alone. */
+	if (pwrite(*a, self->data, DATA, 0) != DATA || fsync(*a) ||
+	    pwrite(*a, self->data, DATA, 0) != DATA ||
+	    set_table(self, TABLE_FAIL))
+		return -1;
+	*first = errno_of(fsync(*a));
+	return set_table(self, TABLE_HEAL);
+}
+
+/*
+ * A flush shared by B (the lead) and A, after A alone collected a writeback
+ * error: B gets the error, A does not get it a second time — as fsync(2) on
+ * B, then on A, gives.
+ */
+TEST_F(fault, shared_flush_no_second_error_for_file_that_saw_it)
+{
+	long long first[2], sys[2], dev[2];
+	struct afs_stall stall;
+	struct aiofsync_req reqs[3];
+	struct aiofsync_event ev[3];
+	int a, b, i;
+
+	/* Through the system calls. */
+	ASSERT_EQ(0, error_seen_by_a(self, &a, &b, &first[0]));
+	ASSERT_EQ(4096, pwrite(b, self->data, 4096, 0));
+	sys[0] = errno_of(fsync(b));
+	sys[1] = errno_of(fsync(a));
+	close(a);
+	close(b);
+	fs_down(self);
+
+	/*
+	 * Through the device: a stalled write to the file holds back the
+	 * fsyncs on B, then A, so that one flush serves both, led by B.
+	 */
+	ASSERT_EQ(0, error_seen_by_a(self, &a, &b, &first[1]));
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	reqs[0] = afs_req(AIOFSYNC_OP_WRITE, b, 0, 4096, stall.addr, 1);
+	reqs[1] = afs_req(AIOFSYNC_OP_FSYNC, b, 0, 0, NULL, 2);
+	reqs[2] = afs_req(AIOFSYNC_OP_FSYNC, a, 0, 0, NULL, 3);
+	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, 5000));
+	ASSERT_EQ(0, afs_stall_release(&stall, 'e'));
+	ASSERT_EQ(3, afs_reap(self->dev, ev, 3, 3, 30000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(4096, ev[0].res);
+	for (i = 1; i < 3; i++) {
+		EXPECT_EQ(i + 1, ev[i].user_tag);
+		EXPECT_EQ(AIOFSYNC_EV_SHARED_FLUSH, ev[i].flags);
+		dev[i - 1] = ev[i].res;
+	}
+	afs_stall_destroy(&stall);
+	close(a);
+	close(b);
+
+	TH_LOG("fsync(A) on the failing disk: %lld, %lld; then B, A: "
+	       "system call: %lld %lld; aiofsync: %lld %lld",
+	       first[0], first[1], sys[0], sys[1], dev[0], dev[1]);
+	EXPECT_EQ(-EIO, first[0]);
+	EXPECT_EQ(-EIO, first[1]);
+	EXPECT_EQ(-EIO, sys[0]);
+	EXPECT_EQ(0, sys[1]);
+	for (i = 0; i < 2; i++) {
 		EXPECT_EQ(sys[i], dev[i]);
 	}
 }
