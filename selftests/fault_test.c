@@ -11,118 +11,24 @@
  *
  * Needs losetup, dmsetup, mkfs and the loop and dm-mod modules (or built in).
  */
-#include <stdarg.h>
-#include <sys/mount.h>
-#include <sys/wait.h>
-
-#include "aiofsync_util.h"
+#include "dm_util.h"
 #include "kselftest_harness.h"
 
-#define IMG_MB	64
 #define DATA	(64 * 1024)
 
 FIXTURE(fault)
 {
-	char img[64], dm[32], mnt[64], loop[32];
+	struct afs_dmfs fs;
 	char *data;
 	int dev;
-	int mounted;
 };
-
-static int run(const char *fmt, ...)
-{
-	char cmd[512];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-static int run_out(char *out, size_t len, const char *cmd)
-{
-	FILE *p = popen(cmd, "r");
-	int ok;
-
-	if (!p)
-		return -1;
-	ok = fgets(out, len, p) != NULL;
-	pclose(p);
-	if (!ok)
-		return -1;
-	out[strcspn(out, "\n")] = 0;
-	return 0;
-}
-
-enum table { TABLE_CREATE, TABLE_FAIL, TABLE_HEAL };
-
-/*
- * Make the dm device over the loop device (linear), switch it to make every
- * I/O fail (error), or back to the loop device (heal).
- */
-static int set_table(FIXTURE_DATA(fault) *self, enum table how)
-{
-	unsigned long sectors = IMG_MB * 2048UL;
-	char table[96];
-
-	if (how == TABLE_FAIL)
-		snprintf(table, sizeof(table), "0 %lu error", sectors);
-	else
-		snprintf(table, sizeof(table), "0 %lu linear %s 0", sectors,
-			 self->loop);
-	if (how == TABLE_CREATE)
-		return run("dmsetup create %s --table '%s' && dmsetup mknodes %s",
-			   self->dm, table, self->dm);
-	return run("dmsetup suspend --nolockfs %s && "
-		   "dmsetup load %s --table '%s' && dmsetup resume %s",
-		   self->dm, self->dm, table, self->dm);
-}
-
-/* A fresh filesystem on loop + dm linear, mounted at self->mnt. */
-static int fs_up(FIXTURE_DATA(fault) *self)
-{
-	char cmd[128];
-
-	if (run("truncate -s %dM %s", IMG_MB, self->img))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "losetup -f --show %s", self->img);
-	if (run_out(self->loop, sizeof(self->loop), cmd) || set_table(self, TABLE_CREATE) ||
-	    run("mkfs.ext4 -q /dev/mapper/%s", self->dm) || mkdir(self->mnt, 0755))
-		return -1;
-	snprintf(cmd, sizeof(cmd), "/dev/mapper/%s", self->dm);
-	if (mount(cmd, self->mnt, "ext4", 0, ""))
-		return -1;
-	self->mounted = 1;
-	return 0;
-}
-
-static void fs_down(FIXTURE_DATA(fault) *self)
-{
-	if (self->mounted)
-		umount2(self->mnt, MNT_DETACH);
-	self->mounted = 0;
-	rmdir(self->mnt);
-	run("dmsetup remove --retry %s 2>/dev/null", self->dm);
-	if (self->loop[0])
-		run("losetup -d %s 2>/dev/null", self->loop);
-	self->loop[0] = 0;
-	unlink(self->img);
-}
 
 FIXTURE_SETUP(fault)
 {
 	/* Aligned, for O_DIRECT. */
 	ASSERT_EQ(0, posix_memalign((void **)&self->data, 4096, DATA));
 	memset(self->data, 'e', DATA);
-	snprintf(self->img, sizeof(self->img), "./fault-%d.img", getpid());
-	snprintf(self->dm, sizeof(self->dm), "aiofsync-%d", getpid());
-	snprintf(self->mnt, sizeof(self->mnt), "./fault-%d.mnt", getpid());
-	/* No udev in the test VM: dmsetup makes the /dev/mapper nodes itself. */
-	setenv("DM_DISABLE_UDEV", "1", 1);
-	run("modprobe -q loop; modprobe -q dm-mod");
+	afs_dmfs_init(&self->fs);
 	self->dev = afs_open();
 	ASSERT_LE(0, self->dev);
 }
@@ -130,16 +36,8 @@ FIXTURE_SETUP(fault)
 FIXTURE_TEARDOWN(fault)
 {
 	close(self->dev);
-	fs_down(self);
+	afs_dmfs_down(&self->fs);
 	free(self->data);
-}
-
-static int open_in(FIXTURE_DATA(fault) *self, const char *name, int flags)
-{
-	char path[128];
-
-	snprintf(path, sizeof(path), "%s/%s", self->mnt, name);
-	return open(path, flags | O_CREAT | O_CLOEXEC, 0644);
 }
 
 /* One request through the device; its result, or -ETIME if it hangs. */
@@ -171,9 +69,9 @@ static int scenario(FIXTURE_DATA(fault) *self, int device, __u32 op,
 {
 	int fd, i;
 
-	if (fs_up(self))
+	if (afs_dmfs_up(&self->fs))
 		return -1;
-	fd = open_in(self, "f", O_RDWR | (direct ? O_DIRECT : 0));
+	fd = afs_dmfs_open(&self->fs, "f", O_RDWR | (direct ? O_DIRECT : 0));
 	if (fd < 0)
 		return -1;
 	if (direct) {
@@ -186,7 +84,7 @@ static int scenario(FIXTURE_DATA(fault) *self, int device, __u32 op,
 	} else if (pwrite(fd, self->data, DATA, 0) != DATA) {
 		return -1;
 	}
-	if (set_table(self, TABLE_FAIL))
+	if (afs_dmfs_table(&self->fs, AFS_TABLE_FAIL))
 		return -1;
 
 	for (i = 0; i < ROUNDS; i++) {
@@ -206,7 +104,7 @@ static int scenario(FIXTURE_DATA(fault) *self, int device, __u32 op,
 			res[i] = errno_of(pwrite(fd, self->data, 4096, 0));
 	}
 	close(fd);
-	fs_down(self);
+	afs_dmfs_down(&self->fs);
 	return 0;
 }
 
@@ -260,25 +158,25 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 	int f1, f2, i;
 
 	/* Through the system calls. */
-	ASSERT_EQ(0, fs_up(self));
-	f1 = open_in(self, "f", O_RDWR);
-	f2 = open_in(self, "f", O_RDWR);
+	ASSERT_EQ(0, afs_dmfs_up(&self->fs));
+	f1 = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	f2 = afs_dmfs_open(&self->fs, "f", O_RDWR);
 	ASSERT_LE(0, f2);
 	ASSERT_EQ(DATA, pwrite(f1, self->data, DATA, 0));
 	ASSERT_EQ(4096, pwrite(f1, self->data, 4096, DATA));
-	ASSERT_EQ(0, set_table(self, TABLE_FAIL));
+	ASSERT_EQ(0, afs_dmfs_table(&self->fs, AFS_TABLE_FAIL));
 	sys[0] = errno_of(fsync(f1));
 	sys[1] = errno_of(fsync(f2));
 	sys[2] = errno_of(fsync(f1));
 	sys[3] = errno_of(fsync(f2));
 	close(f1);
 	close(f2);
-	fs_down(self);
+	afs_dmfs_down(&self->fs);
 
 	/* Through the device: both fsyncs wait behind a stalled write. */
-	ASSERT_EQ(0, fs_up(self));
-	f1 = open_in(self, "f", O_RDWR);
-	f2 = open_in(self, "f", O_RDWR);
+	ASSERT_EQ(0, afs_dmfs_up(&self->fs));
+	f1 = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	f2 = afs_dmfs_open(&self->fs, "f", O_RDWR);
 	ASSERT_LE(0, f2);
 	ASSERT_EQ(DATA, pwrite(f1, self->data, DATA, 0));
 	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
@@ -287,7 +185,7 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 	reqs[2] = afs_req(AIOFSYNC_OP_FSYNC, f2, 0, 0, NULL, 3);
 	ASSERT_EQ(1, afs_submit(self->dev, reqs, 1));
 	ASSERT_EQ(0, afs_stall_wait_fault(&stall, 5000));
-	ASSERT_EQ(0, set_table(self, TABLE_FAIL));
+	ASSERT_EQ(0, afs_dmfs_table(&self->fs, AFS_TABLE_FAIL));
 	ASSERT_EQ(2, afs_submit(self->dev, reqs + 1, 2));
 	ASSERT_EQ(0, afs_stall_release(&stall, 'e'));
 	ASSERT_EQ(3, afs_reap(self->dev, ev, 3, 3, 30000 * AFS_MS));
@@ -322,19 +220,19 @@ TEST_F(fault, shared_flush_reports_error_to_each_file)
 static int error_seen_by_a(FIXTURE_DATA(fault) *self, int *a, int *b,
 			   long long *first)
 {
-	if (fs_up(self))
+	if (afs_dmfs_up(&self->fs))
 		return -1;
-	*a = open_in(self, "f", O_RDWR);
-	*b = open_in(self, "f", O_RDWR);
+	*a = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	*b = afs_dmfs_open(&self->fs, "f", O_RDWR);
 	if (*a < 0 || *b < 0)
 		return -1;
 	/* Blocks allocated and on disk: the rewrite below is data alone. */
 	if (pwrite(*a, self->data, DATA, 0) != DATA || fsync(*a) ||
 	    pwrite(*a, self->data, DATA, 0) != DATA ||
-	    set_table(self, TABLE_FAIL))
+	    afs_dmfs_table(&self->fs, AFS_TABLE_FAIL))
 		return -1;
 	*first = errno_of(fsync(*a));
-	return set_table(self, TABLE_HEAL);
+	return afs_dmfs_table(&self->fs, AFS_TABLE_HEAL);
 }
 
 /*
@@ -357,7 +255,7 @@ TEST_F(fault, shared_flush_no_second_error_for_file_that_saw_it)
 	sys[1] = errno_of(fsync(a));
 	close(a);
 	close(b);
-	fs_down(self);
+	afs_dmfs_down(&self->fs);
 
 	/*
 	 * Through the device: a stalled write to the file holds back the
