@@ -8,7 +8,9 @@
  * supplies the page. While it is blocked, the test can look at what has, and
  * has not, completed, with no timing involved.
  */
-#include "aiofsync_util.h"
+#include <dirent.h>
+
+#include "dm_util.h"
 #include "kselftest_harness.h"
 
 #define LEN	(64 * 1024)
@@ -18,6 +20,7 @@ FIXTURE(order)
 	int dev;
 	int a, b;
 	struct afs_stall stall;
+	struct afs_dmfs fs;	/* only for the tests that stall a flush */
 };
 
 FIXTURE_SETUP(order)
@@ -37,6 +40,7 @@ FIXTURE_TEARDOWN(order)
 	close(self->dev);
 	close(self->a);
 	close(self->b);
+	afs_dmfs_down(&self->fs);
 }
 
 /* Nothing completes within @ms. */
@@ -265,6 +269,97 @@ TEST_F(order, fsync_reaches_disk_as_flush)
 	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 2, 5000 * AFS_MS));
 	EXPECT_EQ(0, ev[1].res);
 	EXPECT_LT(disk_flushes, afs_disk_stat(self->a, 15));
+}
+
+/* Some task is inside the module's flush work, as its kernel stack shows. */
+static int flush_work_running(void)
+{
+	char path[300], stack[4096];
+	struct dirent *d;
+	int found = 0;
+	DIR *proc = opendir("/proc");
+
+	while (proc && !found && (d = readdir(proc))) {
+		int fd, n;
+
+		if (d->d_name[0] < '1' || d->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/stack", d->d_name);
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		n = read(fd, stack, sizeof(stack) - 1);
+		close(fd);
+		stack[n > 0 ? n : 0] = 0;
+		found = strstr(stack, "aiofsync_flush_work") != NULL;
+	}
+	if (proc)
+		closedir(proc);
+	return found;
+}
+
+/*
+ * Syncs that become ready while a flush of their inode runs share the next
+ * flush, one for all of them. The first flush is held in the middle: the file
+ * lives on a dm device that is suspended, so its writeback waits there until
+ * the device resumes; the flush work is then seen on a kernel stack.
+ */
+TEST_F_TIMEOUT(order, ready_during_flush_share_next_flush, 120)
+{
+	enum { N = 6, DIRTY = 1 << 20 };
+	struct aiofsync_req first, reqs[N];
+	struct aiofsync_event ev[N + 1];
+	long long flushes, saved;
+	char *buf = malloc(DIRTY);
+	int f, g, i;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 'r', DIRTY);
+	afs_dmfs_init(&self->fs);
+	ASSERT_EQ(0, afs_dmfs_up(&self->fs));
+	f = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	g = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	ASSERT_LE(0, f);
+	ASSERT_LE(0, g);
+	/* Blocks allocated first: the flush below needs no metadata read. */
+	ASSERT_EQ(DIRTY, pwrite(f, buf, DIRTY, 0));
+	ASSERT_EQ(0, fsync(f));
+	ASSERT_EQ(DIRTY, pwrite(f, buf, DIRTY, 0));
+	ASSERT_EQ(0, afs_dmfs_suspend(&self->fs));
+
+	flushes = afs_stat("flushes");
+	saved = afs_stat("flushes_saved");
+	first = afs_req(AIOFSYNC_OP_FSYNC, f, 0, 0, NULL, 100);
+	ASSERT_EQ(1, afs_submit(self->dev, &first, 1));
+	/* Its flush has taken it, and waits for the device. */
+	for (i = 0; i < 100 && !flush_work_running(); i++)
+		usleep(100 * 1000);
+	ASSERT_LT(i, 100) TH_LOG("no flush work seen running");
+
+	/* Ready at once (no write in front), while that flush is held. */
+	for (i = 0; i < N; i++)
+		reqs[i] = afs_req(i % 2 ? AIOFSYNC_OP_FDATASYNC : AIOFSYNC_OP_FSYNC,
+				  i % 3 ? f : g, i * 4096, 4096, NULL, i + 1);
+	ASSERT_EQ(N, afs_submit(self->dev, reqs, N));
+	EXPECT_TRUE(nothing_within(self->dev, 100));
+	ASSERT_EQ(0, afs_dmfs_resume(&self->fs));
+
+	ASSERT_EQ(N + 1, afs_reap(self->dev, ev, N + 1, N + 1, 30000 * AFS_MS));
+	/* The first flush served the first sync alone... */
+	EXPECT_EQ(100, ev[0].user_tag);
+	EXPECT_EQ(0, ev[0].res);
+	EXPECT_EQ(0, ev[0].flags);
+	/* ...and exactly one more flush served all the others. */
+	for (i = 1; i <= N; i++) {
+		EXPECT_EQ(i, ev[i].user_tag);
+		EXPECT_EQ(0, ev[i].res);
+		EXPECT_EQ(AIOFSYNC_EV_SHARED_FLUSH, ev[i].flags);
+	}
+	EXPECT_EQ(flushes + 2, afs_stat("flushes"));
+	EXPECT_EQ(saved + N - 1, afs_stat("flushes_saved"));
+	close(f);
+	close(g);
+	free(buf);
 }
 
 TEST_HARNESS_MAIN
