@@ -362,4 +362,102 @@ TEST_F_TIMEOUT(order, ready_during_flush_share_next_flush, 120)
 	free(buf);
 }
 
+/*
+ * Journal commits of the filesystem under @fd so far (/proc/fs/jbd2), and
+ * how many of them a sync asked for (the others are the timer's).
+ */
+static int jbd2_commits(int fd, long long *all, long long *requested)
+{
+	char link[256], path[300];
+	struct stat st;
+	const char *dev;
+	FILE *f;
+	ssize_t n;
+	int ok;
+
+	if (fstat(fd, &st))
+		return -1;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u", major(st.st_dev),
+		 minor(st.st_dev));
+	n = readlink(path, link, sizeof(link) - 1);
+	if (n < 0)
+		return -1;
+	link[n] = 0;
+	dev = strrchr(link, '/') ? strrchr(link, '/') + 1 : link;
+	snprintf(path, sizeof(path), "/proc/fs/jbd2/%s-8/info", dev);
+	f = fopen(path, "re");
+	if (!f)
+		return -1;
+	ok = fscanf(f, "%lld transactions (%lld requested)", all, requested) == 2;
+	fclose(f);
+	return ok ? 0 : -1;
+}
+
+/*
+ * One flush for the syncs @ops on file A, after a change of A's mtime alone
+ * (an overwrite of allocated, clean blocks): a stalled overwrite holds them
+ * back so that they are served together, the first one leading. Returns the
+ * journal commits that the flush asked for, or -1 when the journal timer
+ * committed meanwhile and the count means nothing.
+ */
+static long long flush_commits(struct __test_metadata *_metadata,
+			       FIXTURE_DATA(order) *self, const __u32 *ops,
+			       int n)
+{
+	struct aiofsync_req reqs[4];
+	struct aiofsync_event ev[4];
+	long long all[2], requested[2];
+	struct afs_stall stall;
+	int i;
+
+	usleep(20 * 1000);	/* the next write moves the mtime */
+	EXPECT_EQ(0, jbd2_commits(self->a, &all[0], &requested[0]));
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	reqs[0] = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, 4096, stall.addr, 1);
+	for (i = 0; i < n; i++)
+		reqs[i + 1] = afs_req(ops[i], self->a, 0, 0, NULL, i + 2);
+	EXPECT_EQ(n + 1, afs_submit(self->dev, reqs, n + 1));
+	EXPECT_EQ(0, afs_stall_wait_fault(&stall, 5000));
+	EXPECT_EQ(0, afs_stall_release(&stall, 'm'));
+	EXPECT_EQ(n + 1, afs_reap(self->dev, ev, n + 1, n + 1, 5000 * AFS_MS));
+	for (i = 1; i <= n; i++) {
+		EXPECT_EQ(0, ev[i].res);
+		EXPECT_EQ(n > 1 ? AIOFSYNC_EV_SHARED_FLUSH : 0, ev[i].flags);
+	}
+	afs_stall_destroy(&stall);
+	EXPECT_EQ(0, jbd2_commits(self->a, &all[1], &requested[1]));
+	if (all[1] - all[0] != requested[1] - requested[0])
+		return -1;
+	return requested[1] - requested[0];
+}
+
+/*
+ * A flush serving FDATASYNC and FSYNC together is a full fsync: after a
+ * change of the mtime alone, fdatasync needs no journal commit and fsync
+ * does. The batch is led by an FDATASYNC, so taking the lead's kind fails.
+ */
+TEST_F(order, mixed_batch_flushes_as_fsync)
+{
+	static const __u32 datasync[] = { AIOFSYNC_OP_FDATASYNC,
+					  AIOFSYNC_OP_FDATASYNC };
+	static const __u32 mixed[] = { AIOFSYNC_OP_FDATASYNC,
+				       AIOFSYNC_OP_FSYNC };
+	long long commits;
+	char data[4096];
+	int i;
+
+	memset(data, 'm', sizeof(data));
+	ASSERT_EQ(sizeof(data), pwrite(self->a, data, sizeof(data), 0));
+	ASSERT_EQ(0, fsync(self->a));
+
+	/* The count discriminates: FDATASYNC alone asks for no commit... */
+	for (i = 0, commits = -1; i < 3 && commits < 0; i++)
+		commits = flush_commits(_metadata, self, datasync, 2);
+	ASSERT_EQ(0, commits);
+	/* ...and with an FSYNC in the batch, the flush asks for one. */
+	for (i = 0, commits = -1; i < 3 && commits < 0; i++)
+		commits = flush_commits(_metadata, self, mixed, 2);
+	EXPECT_EQ(1, commits);
+}
+
 TEST_HARNESS_MAIN
