@@ -20,6 +20,12 @@
  *
  * This is the slow path: one mutex guards the queues. The device path never
  * takes it.
+ *
+ * A request may hold descriptors (libaio's eventfd duplicate), which a
+ * child after fork() inherits. So the pool knows every request from its
+ * submission to its release(), which it calls under its lock, and the child
+ * releases its copies of all of them: queued, running, or between done()
+ * and release().
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -44,6 +50,7 @@ static struct {
 	pthread_cond_t work;
 	struct afs_fb_queue *hash[AFS_FB_BUCKETS];
 	struct afs_fb_queue *run_head, **run_tail;
+	struct afs_fb_req *completing;	/* between done() and release() */
 	int threads, idle;
 	int max_threads, idle_seconds;
 } afs_fb = {
@@ -94,6 +101,33 @@ static void afs_fb_put_queue(struct afs_fb_queue *q)
 	pq = afs_fb_slot(q->fd);
 	*pq = q->hnext;
 	free(q);
+}
+
+static void afs_fb_release(struct afs_fb_req *r)
+{
+	if (r->release)
+		r->release(r);
+	else
+		free(r);
+}
+
+/* Off its queue, on to done(): still the pool's until released. */
+static void afs_fb_completing(struct afs_fb_req *r)
+{
+	r->cnext = afs_fb.completing;
+	if (r->cnext)
+		r->cnext->cpprev = &r->cnext;
+	r->cpprev = &afs_fb.completing;
+	afs_fb.completing = r;
+}
+
+/* done() has returned. */
+static void afs_fb_completed(struct afs_fb_req *r)
+{
+	*r->cpprev = r->cnext;
+	if (r->cnext)
+		r->cnext->cpprev = r->cpprev;
+	afs_fb_release(r);
 }
 
 static ssize_t afs_fb_rw(const struct afs_fb_req *r, bool positioned)
@@ -167,11 +201,13 @@ static void *afs_fb_main(void *arg)
 		/* Done: no longer "running" for a cancel. */
 		pthread_mutex_lock(&afs_fb.lock);
 		q->running = NULL;
+		afs_fb_completing(req);
 		pthread_mutex_unlock(&afs_fb.lock);
 		/* Before the descriptor's next request may start: see above. */
 		req->done(req);
 
 		pthread_mutex_lock(&afs_fb.lock);
+		afs_fb_completed(req);
 		q->busy = false;
 		if (q->head)
 			afs_fb_make_runnable(q);
@@ -183,7 +219,12 @@ static void *afs_fb_main(void *arg)
 	return NULL;
 }
 
-/* The child has no helpers, and the queued requests are the parent's. */
+/*
+ * The child has no helpers, and the requests are the parent's: they never
+ * complete here. What the child has of them is copies - of their memory and
+ * of the descriptors they hold -, which are released; the parent's helpers
+ * release the parent's.
+ */
 static void afs_fb_child(void)
 {
 	struct afs_fb_queue *q, *qnext;
@@ -195,13 +236,19 @@ static void afs_fb_child(void)
 			qnext = q->hnext;
 			for (r = q->head; r; r = rnext) {
 				rnext = r->next;
-				free(r);
+				afs_fb_release(r);
 			}
-			/* A running request's memory is the parent's helper's. */
+			if (q->running)
+				afs_fb_release(q->running);
 			free(q);
 		}
 		afs_fb.hash[i] = NULL;
 	}
+	for (r = afs_fb.completing; r; r = rnext) {
+		rnext = r->cnext;
+		afs_fb_release(r);
+	}
+	afs_fb.completing = NULL;
 	afs_fb.run_head = NULL;
 	afs_fb.run_tail = &afs_fb.run_head;
 	afs_fb.threads = 0;
@@ -283,6 +330,7 @@ static void afs_fb_cancel_queue(struct afs_fb_queue *q, void *owner,
 		*pr = r->next;
 		r->next = *victims;
 		*victims = r;
+		afs_fb_completing(r);
 		(*canceled)++;
 	}
 	q->tail = pr;
@@ -327,11 +375,18 @@ void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 		r->next = victims;
 		victims = r;
 	}
-	for (r = victims; r; r = next) {
-		next = r->next;
+	for (r = victims; r; r = r->next) {
 		r->res = -ECANCELED;
 		r->done(r);
 	}
+	if (!victims)
+		return;
+	pthread_mutex_lock(&afs_fb.lock);
+	for (r = victims; r; r = next) {
+		next = r->next;
+		afs_fb_completed(r);
+	}
+	pthread_mutex_unlock(&afs_fb.lock);
 }
 
 void afs_fb_configure(int max_threads, int idle_seconds)

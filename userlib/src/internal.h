@@ -280,6 +280,17 @@ struct afs_fb_req {
 	uint64_t tag;		/* the request within @owner */
 	/* Called on a helper thread, or by a cancel, with no lock held. */
 	void (*done)(struct afs_fb_req *req);
+	/*
+	 * Frees the request and closes the descriptors it holds (NULL: free()).
+	 * Called with the pool's lock held, so it must not wait: after done(),
+	 * or in the child after fork() for every request of the parent's not
+	 * yet released - queued, running or being completed -, which never
+	 * completes there. Until then the pool knows the request, so that no
+	 * fork() can leave a child a descriptor that nothing closes.
+	 */
+	void (*release)(struct afs_fb_req *req);
+	/* The pool's: requests between their done() and their release(). */
+	struct afs_fb_req *cnext, **cpprev;
 };
 
 /* 0, or -EAGAIN when no helper thread can be started. */

@@ -235,9 +235,16 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
 				    f->efd);
 	}
+	afs_ctx_put(ctx);
+}
+
+/* After done(), or in a child after fork(): the eventfd duplicate too. */
+static void afs_libaio_fb_release(struct afs_fb_req *req)
+{
+	struct afs_libaio_fb *f = (struct afs_libaio_fb *)req;
+
 	if (f->efd >= 0)
 		close(f->efd);
-	afs_ctx_put(ctx);
 	free(f);
 }
 
@@ -267,6 +274,7 @@ static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
 	f->fb.owner = ctx;
 	f->fb.tag = idx;
 	f->fb.done = afs_libaio_fb_done;
+	f->fb.release = afs_libaio_fb_release;
 	f->ctx = ctx;
 	atomic_fetch_add(&ctx->refs, 1);
 	ret = afs_fb_submit(&f->fb);

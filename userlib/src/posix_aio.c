@@ -221,7 +221,6 @@ static void afs_px_barrier(int dev)
 static void afs_fb_posix_done(struct afs_fb_req *req)
 {
 	afs_posix_complete((struct aiocb *)(uintptr_t)req->tag, req->res);
-	free(req);
 }
 
 static int afs_posix_fallback(struct aiocb *cb, const struct aiofsync_req *r)

@@ -6,9 +6,11 @@
  * and libaio contexts of the parent say EINVAL there, as kernel AIO's do.
  * The parent goes on as before.
  */
+#include <dirent.h>
 #include <libaio.h>
 #include <pthread.h>
 #include <semaphore.h>
+#include <sys/eventfd.h>
 
 #include "lib_test.h"
 #include "../aiofsync.h"
@@ -171,6 +173,94 @@ TEST_F(fork, libaio_context_not_inherited)
 	ASSERT_EQ(1, io_getevents(parent_ctx, 1, 1, &ev, NULL));
 	EXPECT_EQ(0, ev.res);
 	EXPECT_EQ(0, io_destroy(parent_ctx));
+}
+
+/* The descriptors of the program, taken before it uses the library. */
+#define MAX_FDS 1024
+static bool program_fds[MAX_FDS];
+
+static void take_program_fds(void)
+{
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	int fd;
+
+	memset(program_fds, 0, sizeof(program_fds));
+	while (dir && (d = readdir(dir))) {
+		fd = atoi(d->d_name);
+		if (d->d_name[0] != '.' && fd != dirfd(dir) && fd < MAX_FDS)
+			program_fds[fd] = true;
+	}
+	if (dir)
+		closedir(dir);
+}
+
+/* In the child: how many descriptors the program did not open (named). */
+static int library_fds_left(FIXTURE_DATA(fork) *self)
+{
+	char path[64], link[128];
+	struct dirent *d;
+	DIR *dir = opendir("/proc/self/fd");
+	ssize_t n;
+	int fd, left = 0;
+
+	(void)self;
+	if (!dir)
+		return 100;
+	while ((d = readdir(dir))) {
+		fd = atoi(d->d_name);
+		if (d->d_name[0] == '.' || fd == dirfd(dir) ||
+		    (fd < MAX_FDS && program_fds[fd]))
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		n = readlink(path, link, sizeof(link) - 1);
+		link[n < 0 ? 0 : n] = 0;
+		fprintf(stderr, "child: descriptor %d (%s) left open\n", fd, link);
+		left++;
+	}
+	closedir(dir);
+	return left;
+}
+
+/*
+ * Pipe reads with an eventfd, one running on a helper and one queued behind
+ * it: each holds a duplicate of the eventfd. A child has none of them: they
+ * are the parent's requests, which never complete there.
+ */
+TEST_F(fork, libaio_pipe_eventfd_not_inherited)
+{
+	struct iocb r[2], *ios[2] = { &r[0], &r[1] };
+	struct timespec ts = { LT_WAIT_SEC, 0 };
+	struct io_event ev[2];
+	io_context_t ctx = NULL;
+	char back[2];
+	uint64_t n = 0;
+	int p[2], efd, i;
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	efd = eventfd(0, EFD_CLOEXEC);
+	ASSERT_LE(0, efd);
+	take_program_fds();
+	ASSERT_EQ(0, io_setup(8, &ctx));
+	for (i = 0; i < 2; i++) {
+		io_prep_pread(&r[i], p[0], &back[i], 1, 0);
+		io_set_eventfd(&r[i], efd);
+	}
+	ASSERT_EQ(2, io_submit(ctx, 2, ios));
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
+	EXPECT_EQ(0, in_child(library_fds_left, self));
+
+	/* The parent's requests go on, and signal the eventfd. */
+	ASSERT_EQ(2, write(p[1], "ab", 2));
+	ASSERT_EQ(2, io_getevents(ctx, 2, 2, ev, &ts));
+	EXPECT_EQ(1, ev[0].res);
+	EXPECT_EQ(1, ev[1].res);
+	ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+	EXPECT_EQ(2, n);
+	EXPECT_EQ(0, io_destroy(ctx));
+	close(efd);
+	close(p[0]);
+	close(p[1]);
 }
 
 static int pipe_in_child(FIXTURE_DATA(fork) *self)

@@ -35,10 +35,10 @@ static void log_done(struct afs_fb_req *req)
 	dlog.n++;
 	pthread_cond_broadcast(&dlog.cond);
 	pthread_mutex_unlock(&dlog.lock);
-	free(req);
 }
 
-static int wait_done(int n)
+/* Wait until *@count (guarded by dlog.lock) reaches @n. */
+static int wait_count(const int *count, int n)
 {
 	struct timespec until;
 	int ret = 0;
@@ -46,10 +46,15 @@ static int wait_done(int n)
 	clock_gettime(CLOCK_REALTIME, &until);
 	until.tv_sec += LT_WAIT_SEC;
 	pthread_mutex_lock(&dlog.lock);
-	while (dlog.n < n && !ret)
+	while (*count < n && !ret)
 		ret = pthread_cond_timedwait(&dlog.cond, &dlog.lock, &until);
 	pthread_mutex_unlock(&dlog.lock);
 	return ret;
+}
+
+static int wait_done(int n)
+{
+	return wait_count(&dlog.n, n);
 }
 
 /* The result logged for @tag, or 1 (no request returns it here) if none. */
@@ -194,6 +199,71 @@ TEST(fallback_after_fork)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 	ASSERT_EQ(2, write(p[1], "ab", 2));
 	ASSERT_EQ(0, wait_done(2));
+}
+
+/*
+ * A child releases its copies of the parent's requests (their memory, the
+ * descriptors they hold): queued, running, and in done() at the fork.
+ */
+static int released;	/* guarded by dlog.lock */
+static int gate[2], in_done[2];
+
+static void count_release(struct afs_fb_req *req)
+{
+	pthread_mutex_lock(&dlog.lock);
+	released++;
+	pthread_cond_broadcast(&dlog.cond);
+	pthread_mutex_unlock(&dlog.lock);
+	free(req);
+}
+
+/* Tells that it runs, then waits at the gate. */
+static void gated_done(struct afs_fb_req *req)
+{
+	char c;
+
+	if (write(in_done[1], "d", 1) != 1 || read(gate[0], &c, 1) != 1)
+		abort();
+	log_done(req);
+}
+
+TEST(fallback_fork_releases)
+{
+	struct afs_fb_req *r[3];
+	int p[2], q[2], status, i;
+	char c, buf[2];
+	pid_t pid;
+
+	ASSERT_EQ(0, pipe(p));
+	ASSERT_EQ(0, pipe(q));
+	ASSERT_EQ(0, pipe(gate));
+	ASSERT_EQ(0, pipe(in_done));
+	dlog.n = 0;
+	r[0] = fb_req(p[0], AIOFSYNC_OP_READ, &buf[0], 1, 1);	/* runs */
+	r[1] = fb_req(p[0], AIOFSYNC_OP_READ, &buf[1], 1, 2);	/* queued */
+	r[2] = fb_req(q[1], AIOFSYNC_OP_WRITE, "w", 1, 3);	/* in done() */
+	r[2]->done = gated_done;
+	for (i = 0; i < 3; i++) {
+		r[i]->release = count_release;
+		ASSERT_EQ(0, afs_fb_submit(r[i]));
+	}
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
+	ASSERT_EQ(1, read(in_done[0], &c, 1));
+	pid = fork();
+	ASSERT_LE(0, pid);
+	if (!pid)
+		_exit(released);	/* in the atfork handler, one thread */
+	ASSERT_EQ(pid, waitpid(pid, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_EQ(3, WEXITSTATUS(status));
+	/* The parent's go on, and are released once, after done(). */
+	pthread_mutex_lock(&dlog.lock);
+	EXPECT_EQ(0, released);
+	pthread_mutex_unlock(&dlog.lock);
+	ASSERT_EQ(1, write(gate[1], "g", 1));
+	ASSERT_EQ(2, write(p[1], "ab", 2));
+	ASSERT_EQ(0, wait_done(3));
+	ASSERT_EQ(0, wait_count(&released, 3));
 }
 
 /* ---- aio_waitcomplete records ---- */
