@@ -72,7 +72,8 @@ static struct {
  * Kernel AIO contexts do not survive into a child; ours must not either: the
  * child would reap the parent's events, and would keep the parent's context
  * open past the parent's io_destroy(). The memory stays (the program may
- * still call io_destroy(), which then says EINVAL).
+ * still call io_destroy(), which then says EINVAL). A destroyed context stays
+ * on the list as long as a helper request keeps its descriptor open.
  */
 static void afs_ctxs_child(void)
 {
@@ -90,10 +91,21 @@ static struct afs_fork_hook afs_ctxs_fork = {
 
 static void afs_ctx_put(struct io_context *ctx)
 {
+	struct io_context **p;
+
 	if (atomic_fetch_sub(&ctx->refs, 1) != 1)
 		return;
+	/* Off the list and closed at once, as a fork() in between sees it. */
+	pthread_mutex_lock(&afs_ctxs.lock);
+	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
+		if (*p == ctx) {
+			*p = ctx->list_next;
+			break;
+		}
+	}
 	/* Closing waits for requests already running, as io_destroy() does. */
 	close(ctx->dev);
+	pthread_mutex_unlock(&afs_ctxs.lock);
 	ctx->magic = 0;
 	free(ctx->slot);
 	free(ctx->next);
@@ -195,10 +207,9 @@ static int afs_io_destroy(io_context_t ctx)
 	pthread_mutex_lock(&afs_ctxs.lock);
 	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
 		if (*p == ctx) {
-			if (afs_ctx_ok(ctx)) {
-				*p = ctx->list_next;
+			/* It leaves the list with its last reference. */
+			if (afs_ctx_ok(ctx))
 				was_dead = atomic_exchange(&ctx->dead, true);
-			}
 			break;
 		}
 	}

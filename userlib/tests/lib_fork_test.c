@@ -263,6 +263,32 @@ TEST_F(fork, libaio_pipe_eventfd_not_inherited)
 	close(p[1]);
 }
 
+/*
+ * A pipe read running on a helper keeps its context's descriptor open past
+ * io_destroy(), until it ends: a child has no copy of it.
+ */
+TEST_F(fork, libaio_destroyed_context_not_inherited)
+{
+	struct iocb r, *ios[1] = { &r };
+	io_context_t ctx = NULL;
+	int p[2];
+	char c;
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	take_program_fds();
+	ASSERT_EQ(0, io_setup(8, &ctx));
+	io_prep_pread(&r, p[0], &c, 1, 0);
+	ASSERT_EQ(1, io_submit(ctx, 1, ios));
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
+	EXPECT_EQ(0, io_destroy(ctx));
+	EXPECT_EQ(-EINVAL, io_destroy(ctx));
+	EXPECT_EQ(0, in_child(library_fds_left, self));
+	/* The read ends, and with it the context. */
+	ASSERT_EQ(1, write(p[1], "x", 1));
+	close(p[0]);
+	close(p[1]);
+}
+
 static int pipe_in_child(FIXTURE_DATA(fork) *self)
 {
 	struct aiocb w;
