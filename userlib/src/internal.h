@@ -145,7 +145,6 @@ int afs_deadline_init(struct afs_deadline *d, const struct timespec *rel);
 /* Time left into @left; false when the deadline has passed. */
 bool afs_deadline_left(const struct afs_deadline *d, struct timespec *left);
 bool afs_timespec_valid(const struct timespec *ts);
-uint64_t afs_timespec_to_ns(const struct timespec *ts);
 
 /*
  * Start a detached thread with every signal blocked: library threads must

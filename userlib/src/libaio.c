@@ -482,16 +482,39 @@ static int afs_reap(struct io_context *ctx, long min_nr, long nr,
 	return n;
 }
 
-static int afs_timeout_ns(const struct timespec *ts, uint64_t *ns)
+/*
+ * A timeout as io_getevents() and io_pgetevents() take it. The kernel
+ * (fs/aio.c, do_io_getevents()) converts it with timespec64_to_ktime() and
+ * no validity check: a tv_sec of KTIME_SEC_MAX or more waits forever;
+ * otherwise tv_sec * 1e9 + tv_nsec, in 64 bits that wrap, is the wait, so a
+ * tv_nsec of 1e9 or more or a negative one is simply added, and a total of
+ * 0 or less does not wait. Never -EINVAL.
+ */
+#define AFS_KTIME_SEC_MAX	(INT64_MAX / AFS_NS_PER_SEC)
+
+static uint64_t afs_timeout_ns(const struct timespec *ts)
 {
-	if (!ts) {
-		*ns = AIOFSYNC_TIMEOUT_INFINITE;
-		return 0;
-	}
-	if (!afs_timespec_valid(ts))
-		return -EINVAL;
-	*ns = afs_timespec_to_ns(ts);
-	return 0;
+	uint64_t ns;
+
+	if (!ts || (int64_t)ts->tv_sec >= AFS_KTIME_SEC_MAX)
+		return AIOFSYNC_TIMEOUT_INFINITE;
+	ns = (uint64_t)(int64_t)ts->tv_sec * AFS_NS_PER_SEC +
+	     (uint64_t)(int64_t)ts->tv_nsec;
+	/* Negative as the kernel's s64: its timer has already expired. */
+	return ns > INT64_MAX ? 0 : ns;
+}
+
+/* The same, for ppoll() (NULL: forever). */
+static struct timespec *afs_timeout_ts(const struct timespec *ts,
+				       struct timespec *out)
+{
+	uint64_t ns = afs_timeout_ns(ts);
+
+	if (ns == AIOFSYNC_TIMEOUT_INFINITE)
+		return NULL;
+	out->tv_sec = (time_t)(ns / AFS_NS_PER_SEC);
+	out->tv_nsec = (long)(ns % AFS_NS_PER_SEC);
+	return out;
 }
 
 static int afs_getevents_check(io_context_t ctx, long min_nr, long nr)
@@ -504,14 +527,11 @@ static int afs_getevents_check(io_context_t ctx, long min_nr, long nr)
 static int afs_io_getevents(io_context_t ctx, long min_nr, long nr,
 			    struct io_event *events, struct timespec *timeout)
 {
-	uint64_t ns;
 	int ret = afs_getevents_check(ctx, min_nr, nr);
 
-	if (!ret)
-		ret = afs_timeout_ns(timeout, &ns);
 	if (ret || !nr)
 		return ret;
-	return afs_reap(ctx, min_nr, nr, events, ns);
+	return afs_reap(ctx, min_nr, nr, events, afs_timeout_ns(timeout));
 }
 
 /*
@@ -525,17 +545,16 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 {
 	struct afs_deadline deadline;
 	struct pollfd pfd;
-	struct timespec left;
+	struct timespec left, rel;
 	long got = 0;
 	int n, ret;
 
 	if (!sigmask)
 		return afs_io_getevents(ctx, min_nr, nr, events, timeout);
 	ret = afs_getevents_check(ctx, min_nr, nr);
-	if (!ret && afs_deadline_init(&deadline, timeout))
-		ret = -EINVAL;
 	if (ret || !nr)
 		return ret;
+	afs_deadline_init(&deadline, afs_timeout_ts(timeout, &rel));
 	pfd.fd = ctx->dev;
 	pfd.events = POLLIN;
 	for (;;) {
@@ -629,18 +648,21 @@ static int afs_io_queue_run(io_context_t ctx)
 	return n < 0 ? n : 0;
 }
 
-/* Wait until completions are there to run (or the timeout): 0 or -errno. */
+/*
+ * Wait until completions are there to run (or the timeout): 0 or -errno.
+ * libaio's is io_getevents(ctx, 0, 0, NULL, timeout), so the timeout is
+ * taken as io_getevents() takes it, never -EINVAL.
+ */
 static int afs_io_queue_wait(io_context_t ctx, struct timespec *timeout)
 {
 	struct pollfd pfd;
+	struct timespec rel;
 
 	if (!afs_ctx_ok(ctx))
 		return -EINVAL;
-	if (timeout && !afs_timespec_valid(timeout))
-		return -EINVAL;
 	pfd.fd = ctx->dev;
 	pfd.events = POLLIN;
-	if (ppoll(&pfd, 1, timeout, NULL) < 0)
+	if (ppoll(&pfd, 1, afs_timeout_ts(timeout, &rel), NULL) < 0)
 		return -errno;
 	return 0;
 }

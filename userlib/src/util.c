@@ -111,13 +111,6 @@ bool afs_timespec_valid(const struct timespec *ts)
 	       ts->tv_nsec < AFS_NS_PER_SEC;
 }
 
-uint64_t afs_timespec_to_ns(const struct timespec *ts)
-{
-	if ((uint64_t)ts->tv_sec >= UINT64_MAX / AFS_NS_PER_SEC - 1)
-		return UINT64_MAX - 1;
-	return (uint64_t)ts->tv_sec * AFS_NS_PER_SEC + (uint64_t)ts->tv_nsec;
-}
-
 int afs_deadline_init(struct afs_deadline *d, const struct timespec *rel)
 {
 	d->forever = !rel;

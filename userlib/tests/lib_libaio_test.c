@@ -308,14 +308,60 @@ TEST_F(la, submit_partial)
 	EXPECT_EQ(&self->w, ev.obj);
 }
 
+/*
+ * Milliseconds io_getevents() (io_pgetevents() with @mask) took to return 0
+ * with nothing to reap, or its result if not 0 (-1000 for events).
+ */
+static long empty_wait_ms(FIXTURE_DATA(la) *self, struct timespec ts,
+			  sigset_t *mask)
+{
+	struct timespec a, b;
+	struct io_event ev;
+	int ret;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	ret = mask ? io_pgetevents(self->ctx, 1, 1, &ev, &ts, mask) :
+		     io_getevents(self->ctx, 1, 1, &ev, &ts);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	if (ret)
+		return ret < 0 ? ret : -1000;
+	return (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+}
+
+/*
+ * Timeouts as the system call takes them (fs/aio.c: timespec64_to_ktime(),
+ * no validity check): tv_sec * 1e9 + tv_nsec in wrapping 64 bits, a total
+ * <= 0 does not wait. Never -EINVAL.
+ */
+static void kernel_timeouts(struct __test_metadata *_metadata,
+			    FIXTURE_DATA(la) *self, sigset_t *mask)
+{
+	long ms;
+
+	ms = empty_wait_ms(self, (struct timespec){ 0, 1200000000L }, mask);
+	EXPECT_LE(1200, ms);
+	EXPECT_GT(LT_WAIT_SEC * 1000, ms);
+	ms = empty_wait_ms(self, (struct timespec){ 2, -1500000000L }, mask);
+	EXPECT_LE(500, ms);
+	EXPECT_GT(2000, ms);
+	EXPECT_GT(1000, empty_wait_ms(self, (struct timespec){ -1, 0 }, mask));
+	EXPECT_LE(0, empty_wait_ms(self, (struct timespec){ -1, 0 }, mask));
+	EXPECT_GT(1000, empty_wait_ms(self, (struct timespec){ 0, -1 }, mask));
+	EXPECT_LE(0, empty_wait_ms(self, (struct timespec){ 0, -1 }, mask));
+	/* Just under KTIME_SEC_MAX: the sum wraps negative, no wait. */
+	ms = empty_wait_ms(self,
+			   (struct timespec){ 9223372035, 2000000000L }, mask);
+	EXPECT_LE(0, ms);
+	EXPECT_GT(1000, ms);
+}
+
 TEST_F(la, getevents_args)
 {
 	struct io_event ev;
-	struct timespec bad = { 0, 2000000000L };
 
 	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, 2, 1, &ev, NULL));
 	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, -1, 1, &ev, NULL));
-	EXPECT_EQ(-EINVAL, io_getevents(self->ctx, 0, 1, &ev, &bad));
+	kernel_timeouts(_metadata, self, NULL);
 	EXPECT_EQ(0, io_getevents(self->ctx, 0, 0, &ev, NULL));
 	EXPECT_EQ(0, io_getevents(self->ctx, 1, 1, &ev,
 				  &(struct timespec){ 0, 10000000 }));
@@ -349,6 +395,11 @@ TEST_F(la, queue_wait_args)
 	EXPECT_EQ(-EINVAL, io_queue_wait(NULL, &zero));
 	EXPECT_EQ(-EINVAL, io_queue_wait((io_context_t)&not_a_context, &zero));
 	EXPECT_EQ(0, io_queue_wait(self->ctx, &zero));
+	/* libaio's is io_getevents(ctx, 0, 0, NULL, timeout): no -EINVAL. */
+	EXPECT_EQ(0, io_queue_wait(self->ctx, &(struct timespec){ -1, 0 }));
+	EXPECT_EQ(0, io_queue_wait(self->ctx, &(struct timespec){ 0, -1 }));
+	EXPECT_EQ(0, io_queue_wait(self->ctx,
+				   &(struct timespec){ 0, 1000000000L }));
 }
 
 /* io_pgetevents() with a mask: io_getevents()'s argument checks. */
@@ -367,6 +418,7 @@ TEST_F(la, pgetevents_args)
 	EXPECT_EQ(0, io_pgetevents(self->ctx, 0, 0, &ev, NULL, &mask));
 	EXPECT_EQ(0, io_pgetevents(self->ctx, 0, 1, &ev, &(struct timespec){},
 				   &mask));
+	kernel_timeouts(_metadata, self, &mask);
 }
 
 /* A destroyed context is an unknown one: -EINVAL, not a use after free. */
