@@ -129,18 +129,18 @@ static void side_by_side(struct __test_metadata *_metadata,
 }
 
 /* Dirty data whose writeback fails: fsync reports -EIO, then as fsync(2). */
-TEST_F(fault, fsync_after_failed_writeback_like_fsync2)
+TEST_F_TIMEOUT(fault, fsync_after_failed_writeback_like_fsync2, 180)
 {
 	side_by_side(_metadata, self, AIOFSYNC_OP_FSYNC, 0);
 }
 
-TEST_F(fault, fdatasync_after_failed_writeback_like_fdatasync2)
+TEST_F_TIMEOUT(fault, fdatasync_after_failed_writeback_like_fdatasync2, 180)
 {
 	side_by_side(_metadata, self, AIOFSYNC_OP_FDATASYNC, 0);
 }
 
 /* An O_DIRECT write to a failing disk completes as pwrite(2) returns. */
-TEST_F(fault, direct_write_error_like_pwrite2)
+TEST_F_TIMEOUT(fault, direct_write_error_like_pwrite2, 180)
 {
 	side_by_side(_metadata, self, AIOFSYNC_OP_WRITE, 1);
 }
@@ -149,7 +149,7 @@ TEST_F(fault, direct_write_error_like_pwrite2)
  * Two open files of one inode served by one shared flush: each still gets
  * the writeback error once, as two fsync(2) calls would give it.
  */
-TEST_F(fault, shared_flush_reports_error_to_each_file)
+TEST_F_TIMEOUT(fault, shared_flush_reports_error_to_each_file, 180)
 {
 	long long sys[4], dev[4];
 	struct afs_stall stall;
@@ -240,7 +240,7 @@ static int error_seen_by_a(FIXTURE_DATA(fault) *self, int *a, int *b,
  * error: B gets the error, A does not get it a second time — as fsync(2) on
  * B, then on A, gives.
  */
-TEST_F(fault, shared_flush_no_second_error_for_file_that_saw_it)
+TEST_F_TIMEOUT(fault, shared_flush_no_second_error_for_file_that_saw_it, 180)
 {
 	long long first[2], sys[2], dev[2];
 	struct afs_stall stall;

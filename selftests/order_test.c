@@ -436,7 +436,7 @@ static long long flush_commits(struct __test_metadata *_metadata,
  * change of the mtime alone, fdatasync needs no journal commit and fsync
  * does. The batch is led by an FDATASYNC, so taking the lead's kind fails.
  */
-TEST_F(order, mixed_batch_flushes_as_fsync)
+TEST_F_TIMEOUT(order, mixed_batch_flushes_as_fsync, 120)
 {
 	static const __u32 datasync[] = { AIOFSYNC_OP_FDATASYNC,
 					  AIOFSYNC_OP_FDATASYNC };
