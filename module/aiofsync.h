@@ -102,6 +102,8 @@ struct aiofsync_request {
 	u32 prio;
 	loff_t pos;
 	u64 len;
+	/* WRITE: the submitter's RLIMIT_FSIZE when it was accepted. */
+	unsigned long fsize_limit;
 	void __user *buf;
 	struct aiofsync_event ev;
 };

@@ -15,12 +15,17 @@
  * with -EFAULT as well; memory is never touched behind the owner's back.
  * This is how FreeBSD's AIO workers reach user buffers, and it keeps
  * requests of any size cheap to submit.
+ *
+ * What the filesystem checks against the current task, a worker must check
+ * for the submitter: RLIMIT_FSIZE, captured when the request is accepted
+ * (aiofsync_fsize_limit()).
  */
 #include <linux/cred.h>
 #include <linux/eventfd.h>
 #include <linux/file.h>
 #include <linux/kthread.h>
 #include <linux/sched/mm.h>
+#include <linux/sched/signal.h>
 #include <linux/slab.h>
 #include <linux/uaccess.h>
 #include <linux/uio.h>
@@ -87,13 +92,56 @@ static int aiofsync_check_file(const struct file *file, u32 opcode)
 	}
 }
 
+/*
+ * Apply the submitter's RLIMIT_FSIZE to a WRITE of *@len bytes, as
+ * generic_write_check_limits() applies the current task's to pwrite(2): a
+ * write starting at or past the limit fails with -EFBIG, one crossing it is
+ * cut short to end at the limit. The worker's own limit (a kworker's:
+ * unlimited) is the one the filesystem checks; it changes nothing.
+ *
+ * Only regular files: block devices and the like have no such check either.
+ * An empty write is not checked (generic_write_checks_count() returns 0
+ * first). An O_APPEND write starts at the end of file, which only the
+ * filesystem knows, under its inode lock: the size read here can be moved by
+ * a concurrent append or truncate before the write takes it.
+ *
+ * No SIGXFSZ: the submitter is not the running task, may have changed since
+ * (exec, a new handler) or be gone; the completion carries -EFBIG.
+ * s_maxbytes and O_LARGEFILE are left to the filesystem, which checks them
+ * after this, in the same order as for pwrite(2).
+ */
+static int aiofsync_fsize_limit(const struct aiofsync_request *req, u64 *len)
+{
+	struct inode *inode = file_inode(req->file);
+	/* As the kernel compares them: signed, with RLIM_INFINITY as -1. */
+	loff_t limit = req->fsize_limit;
+	loff_t pos = req->pos;
+
+	if (req->fsize_limit == RLIM_INFINITY || !S_ISREG(inode->i_mode) ||
+	    !*len)
+		return 0;
+	if (req->file->f_flags & O_APPEND)
+		pos = i_size_read(inode);
+	if (pos >= limit)
+		return -EFBIG;
+	*len = min_t(u64, *len, limit - pos);
+	return 0;
+}
+
 static ssize_t aiofsync_do_rw(struct aiofsync_request *req)
 {
 	bool write = req->ev.opcode == AIOFSYNC_OP_WRITE;
 	const struct cred *old_cred;
 	struct iov_iter iter;
 	loff_t pos = req->pos;
+	u64 len = req->len;
 	ssize_t ret;
+
+	if (write) {
+		ret = aiofsync_fsize_limit(req, &len);
+		if (ret)
+			return ret;
+	}
 
 	/* The address space outlived its users (exit, exec): nothing to copy. */
 	if (!mmget_not_zero(req->mm))
@@ -101,8 +149,7 @@ static ssize_t aiofsync_do_rw(struct aiofsync_request *req)
 	kthread_use_mm(req->mm);
 	old_cred = override_creds(req->cred);
 
-	iov_iter_ubuf(&iter, write ? ITER_SOURCE : ITER_DEST, req->buf,
-		      req->len);
+	iov_iter_ubuf(&iter, write ? ITER_SOURCE : ITER_DEST, req->buf, len);
 	if (write) {
 #ifndef AIOFSYNC_ITER_WRITE_FREEZE_PROTECTS
 		file_start_write(req->file);
@@ -222,6 +269,8 @@ static int aiofsync_submit_one(struct aiofsync_ctx *ctx,
 	}
 	/* Past this point nothing fails: take the references the request keeps. */
 	req->cred = get_current_cred();
+	if (r->opcode == AIOFSYNC_OP_WRITE)
+		req->fsize_limit = rlimit(RLIMIT_FSIZE);
 	if (aiofsync_is_rw(r->opcode)) {
 		mmgrab(current->mm);
 		req->mm = current->mm;
