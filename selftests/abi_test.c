@@ -9,6 +9,7 @@
 #include <time.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
 
 #include "aiofsync_util.h"
 #include "kselftest_harness.h"
@@ -148,6 +149,132 @@ TEST_F(abi, read_at_eof)
 	ASSERT_EQ(1, afs_submit(self->dev, &rd, 1));
 	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
 	EXPECT_EQ(0, ev.res);
+}
+
+/*
+ * RLIMIT_FSIZE is the submitter's, as for pwrite(2), though the write runs on
+ * a worker. SIGXFSZ is ignored and blocked, so that a signal raised stays
+ * pending where the test can see it: pwrite(2) raises one, a WRITE never
+ * does (its completion carries -EFBIG).
+ */
+static int limit_fsize(rlim_t limit)
+{
+	struct rlimit rl = { .rlim_cur = limit, .rlim_max = RLIM_INFINITY };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGXFSZ);
+	if (signal(SIGXFSZ, SIG_IGN) == SIG_ERR ||
+	    sigprocmask(SIG_BLOCK, &set, NULL))
+		return -1;
+	return setrlimit(RLIMIT_FSIZE, &rl);
+}
+
+/* Whether a SIGXFSZ is pending; takes it. */
+static int xfsz_raised(void)
+{
+	struct timespec zero = { 0 };
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGXFSZ);
+	return sigtimedwait(&set, NULL, &zero) == SIGXFSZ;
+}
+
+static long long file_size(int fd)
+{
+	struct stat st;
+
+	return fstat(fd, &st) ? -1 : (long long)st.st_size;
+}
+
+/* A WRITE starting at the limit fails with EFBIG and writes nothing. */
+TEST_F(abi, write_at_fsize_limit)
+{
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->fd, 8192,
+					sizeof(self->buf), self->buf, 1);
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(0, limit_fsize(8192));
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(-EFBIG, ev.res);
+	EXPECT_EQ(0, file_size(self->fd));
+	EXPECT_EQ(0, xfsz_raised());
+
+	/* pwrite(2) in the same place: the same error, and a signal. */
+	EXPECT_EQ(-1, pwrite(self->fd, self->buf, sizeof(self->buf), 8192));
+	EXPECT_EQ(EFBIG, errno);
+	EXPECT_EQ(0, file_size(self->fd));
+	EXPECT_EQ(1, xfsz_raised());
+
+	/* An empty write is not checked, by either. */
+	w.len = 0;
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(0, ev.res);
+	EXPECT_EQ(0, pwrite(self->fd, self->buf, 0, 8192));
+}
+
+/* A WRITE crossing the limit is cut short at it, as pwrite(2). */
+TEST_F(abi, write_across_fsize_limit)
+{
+	static char big[8192];
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->fd, 4096,
+					sizeof(big), big, 1);
+	struct aiofsync_event ev;
+
+	memset(big, 'b', sizeof(big));
+	ASSERT_EQ(0, limit_fsize(8192));
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(4096, ev.res);
+	EXPECT_EQ(8192, file_size(self->fd));
+	EXPECT_EQ(0, xfsz_raised());
+
+	ASSERT_EQ(0, ftruncate(self->fd, 0));
+	EXPECT_EQ(4096, pwrite(self->fd, big, sizeof(big), 4096));
+	EXPECT_EQ(8192, file_size(self->fd));
+	EXPECT_EQ(0, xfsz_raised());
+}
+
+/*
+ * O_APPEND: the write starts at the end of file whatever its offset, and the
+ * limit applies from there (pwrite(2) on Linux appends too).
+ */
+TEST_F(abi, write_append_fsize_limit)
+{
+	static char big[8192];
+	int fd = afs_tmpfile("append", O_RDWR | O_APPEND);
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, fd, 0, sizeof(big),
+					big, 1);
+	struct aiofsync_event ev;
+
+	ASSERT_LE(0, fd);
+	memset(big, 'c', sizeof(big));
+	ASSERT_EQ(4096, write(fd, big, 4096));
+	ASSERT_EQ(0, limit_fsize(8192));
+
+	/* From 4096: cut short at the limit. */
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(4096, ev.res);
+	EXPECT_EQ(8192, file_size(fd));
+	/* From 8192: nothing. */
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE));
+	EXPECT_EQ(-EFBIG, ev.res);
+	EXPECT_EQ(8192, file_size(fd));
+	EXPECT_EQ(0, xfsz_raised());
+
+	ASSERT_EQ(0, ftruncate(fd, 4096));
+	EXPECT_EQ(4096, pwrite(fd, big, sizeof(big), 0));
+	EXPECT_EQ(8192, file_size(fd));
+	EXPECT_EQ(-1, pwrite(fd, big, sizeof(big), 0));
+	EXPECT_EQ(EFBIG, errno);
+	EXPECT_EQ(8192, file_size(fd));
+	EXPECT_EQ(1, xfsz_raised());
+	close(fd);
 }
 
 TEST_F(abi, fdatasync_with_range)
