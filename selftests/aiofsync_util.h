@@ -37,6 +37,28 @@ static inline int afs_open(void)
 	return open(AIOFSYNC_DEVICE, O_RDWR | O_CLOEXEC);
 }
 
+/*
+ * Load the module from the file @ko (finit_module, no parameters, as insmod
+ * does) and unload it without waiting for its users (delete_module with
+ * O_NONBLOCK: EWOULDBLOCK while a descriptor of the device is open). The
+ * test runner names the file in AIOFSYNC_KO. 0, or -1 with errno.
+ */
+static inline int afs_module_load(const char *ko)
+{
+	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
+
+	if (fd < 0)
+		return -1;
+	ret = syscall(__NR_finit_module, fd, "", 0);
+	close(fd);
+	return ret;
+}
+
+static inline int afs_module_unload(void)
+{
+	return syscall(__NR_delete_module, "aiofsync", O_NONBLOCK);
+}
+
 static inline struct aiofsync_req afs_req(__u32 opcode, int fd, __u64 offset,
 					  __u64 len, const void *buf, __u64 tag)
 {

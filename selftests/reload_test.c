@@ -9,22 +9,6 @@
 #include "aiofsync_util.h"
 #include "kselftest_harness.h"
 
-static int load(const char *ko)
-{
-	int fd = open(ko, O_RDONLY | O_CLOEXEC), ret;
-
-	if (fd < 0)
-		return -1;
-	ret = syscall(__NR_finit_module, fd, "", 0);
-	close(fd);
-	return ret;
-}
-
-static int unload(void)
-{
-	return syscall(__NR_delete_module, "aiofsync", O_NONBLOCK);
-}
-
 /* Open a context, leave one request unreaped and one reaped, close. */
 static int use_once(int file)
 {
@@ -62,9 +46,9 @@ TEST_F_TIMEOUT(reload, load_unload_100_times, 300)
 	ASSERT_LE(0, file);
 	for (i = 0; i < 100; i++) {
 		ASSERT_EQ(0, use_once(file));
-		ASSERT_EQ(0, unload());
+		ASSERT_EQ(0, afs_module_unload());
 		ASSERT_NE(0, access(AIOFSYNC_DEVICE, F_OK));
-		ASSERT_EQ(0, load(ko));
+		ASSERT_EQ(0, afs_module_load(ko));
 		ASSERT_EQ(0, afs_stat("in_flight"));
 		ASSERT_EQ(0, afs_stat("unreaped"));
 	}
