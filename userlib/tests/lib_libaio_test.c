@@ -116,13 +116,19 @@ TEST_F(la, iocb_reused_after_submit)
 	EXPECT_EQ(BS, ev.res);
 }
 
-static int order[4], norder;
+/* What each callback io_queue_run() made was called with. */
+static struct call {
+	io_context_t ctx;
+	struct iocb *iocb;
+	long res, res2;
+} called[4];
+static int ncalled;
 
 static void note(io_context_t ctx, struct iocb *iocb, long res, long res2)
 {
-	(void)ctx;
-	(void)res2;
-	order[norder++] = iocb->aio_lio_opcode * 1000 + (int)(res < 0 ? 999 : 0);
+	if (ncalled < 4)
+		called[ncalled] = (struct call){ ctx, iocb, res, res2 };
+	ncalled++;
 }
 
 /* io_fsync()/io_fdsync(): cover the write queued before; complete after it. */
@@ -166,21 +172,34 @@ TEST_F(la, io_fsync_not_held_by_later_write)
 	EXPECT_EQ(&self->s, ev.obj);
 }
 
-/* io_queue_run(): each event's callback, with (ctx, iocb, res, res2). */
+/*
+ * io_queue_run(): each event's callback, once, in completion order, with
+ * exactly (ctx, iocb, res, res2) - the context it ran on, not another.
+ */
 TEST_F(la, queue_run_calls_callbacks)
 {
 	struct iocb *one[1] = { &self->w };
 
-	norder = 0;
+	ncalled = 0;
 	io_set_callback(&self->w, note);
 	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
 	ASSERT_EQ(1, io_fsync(self->ctx, &self->s, note, self->fd));
-	while (norder < 2) {
+	while (ncalled < 2) {
 		ASSERT_EQ(0, io_queue_wait(self->ctx, &long_wait));
 		ASSERT_EQ(0, io_queue_run(self->ctx));
 	}
-	EXPECT_EQ(IO_CMD_PWRITE * 1000, order[0]);
-	EXPECT_EQ(IO_CMD_FSYNC * 1000, order[1]);
+	ASSERT_EQ(2, ncalled);
+	EXPECT_EQ(self->ctx, called[0].ctx);
+	EXPECT_EQ(&self->w, called[0].iocb);
+	EXPECT_EQ(BS, called[0].res);
+	EXPECT_EQ(0, called[0].res2);
+	EXPECT_EQ(self->ctx, called[1].ctx);
+	EXPECT_EQ(&self->s, called[1].iocb);
+	EXPECT_EQ(0, called[1].res);
+	EXPECT_EQ(0, called[1].res2);
+	/* Nothing left: no callback again. */
+	EXPECT_EQ(0, io_queue_run(self->ctx));
+	EXPECT_EQ(2, ncalled);
 }
 
 TEST_F(la, queue_init_and_release)
