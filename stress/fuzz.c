@@ -1680,7 +1680,12 @@ int main(int argc, char **argv)
 	printf("fuzz: seed %llu\n", (unsigned long long)opt.seed);
 	sigaction(SIGALRM, &sa, NULL);
 	sa.sa_sigaction = on_crash;
-	sa.sa_flags = SA_SIGINFO | SA_ONSTACK;
+	/*
+	 * Once: the report itself may fault (backtrace() loads libgcc_s with
+	 * malloc, and a crash is often a corrupted heap); a second fault then
+	 * ends the process instead of looping in the handler.
+	 */
+	sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_RESETHAND;
 	alt_stack();
 	sigaction(SIGSEGV, &sa, NULL);
 	sigaction(SIGBUS, &sa, NULL);
