@@ -436,10 +436,18 @@ static uint64_t pick_ptr(size_t len, const struct stall *st)
 			return (uintptr_t)st->addr + rn(st->len);
 		/* fall through */
 	case 10: return TASK_END + rn(2) * PAGE;
-	default:
+	default: {
+		/*
+		 * One draw for the alignment: two (one to divide, one to
+		 * multiply) put a buffer up to 8 x BUF_SIZE past w.buf, into
+		 * libc's data, where a READ from a sparse file wrote zeros.
+		 */
+		uint64_t align = one_in(3) ? 1 : 8;
+
 		if (len >= BUF_SIZE)
 			return (uintptr_t)w.buf;
-		return (uintptr_t)w.buf + rn(BUF_SIZE - len) / (one_in(3) ? 1 : 8) * (one_in(3) ? 1 : 8);
+		return (uintptr_t)w.buf + rn(BUF_SIZE - len) / align * align;
+	}
 	}
 }
 
@@ -632,8 +640,11 @@ static void fill_req(struct ctx *c, struct aiofsync_req *r, const struct stall *
 	r->prio = one_in(10) ? (uint32_t)rval(32) : rn(AIOFSYNC_PRIO_MAX + 1);
 	if (one_in(10))
 		r->offset = rval(64);
-	else
-		r->offset = rn(32 << 20) / (one_in(2) ? 1 : 512) * (one_in(2) ? 1 : 512);
+	else {
+		uint64_t align = one_in(2) ? 1 : 512;
+
+		r->offset = rn(32 << 20) / align * align;
+	}
 	if (rw) {
 		if (one_in(10))
 			r->len = rval(64);
