@@ -1103,6 +1103,39 @@ static long long stat_read(const char *name)
 	return v;
 }
 
+/* The first number after @key in the text file @path, or -1. */
+static long long file_number(const char *path, const char *key)
+{
+	char buf[1 << 15];
+	const char *at;
+	ssize_t n;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -1;
+	buf[n] = '\0';
+	at = strstr(buf, key);
+	return at ? atoll(at + strlen(key)) : -1;
+}
+
+/*
+ * What the guest kernel holds, for the progress line: a run that slows down
+ * or runs out of memory over time shows why (memory, slab, the objects
+ * kmemleak tracks on the debug kernel, the module's unreaped requests).
+ */
+static void guest_health(char *out, size_t len)
+{
+	snprintf(out, len, "MemAvailable %lld kB, Slab %lld kB, kmemleak objects %lld, unreaped %lld",
+		 file_number("/proc/meminfo", "MemAvailable:"),
+		 file_number("/proc/meminfo", "\nSlab:"),
+		 file_number("/proc/slabinfo", "\nkmemleak_object "),
+		 stat_read("unreaped"));
+}
+
 /*
  * With no context open anywhere, nothing may be in flight or unreaped. A
  * close() by a live process waits for the running requests: the counters
@@ -1733,9 +1766,14 @@ int main(int argc, char **argv)
 				break;
 			run_round(r);
 			if (now() - last >= 30) {
+				char health[160];
+
 				last = now();
-				printf("fuzz: %.0f s: %llu calls, %llu rounds\n", last - t0,
-				       (unsigned long long)n_calls, (unsigned long long)n_rounds);
+				guest_health(health, sizeof(health));
+				printf("fuzz: %.0f s: %llu calls, %llu rounds; %s\n", last - t0,
+				       (unsigned long long)n_calls, (unsigned long long)n_rounds,
+				       health);
+				fflush(stdout);
 			}
 		}
 	}
