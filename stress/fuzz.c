@@ -1129,10 +1129,41 @@ static long long file_number(const char *path, const char *key)
  */
 static void guest_health(char *out, size_t len)
 {
-	snprintf(out, len, "MemAvailable %lld kB, Slab %lld kB, kmemleak objects %lld, unreaped %lld",
-		 file_number("/proc/meminfo", "MemAvailable:"),
+	char name[64], top[3][64] = { "", "", "" }, line[512];
+	long long kb, top_kb[3] = { 0, 0, 0 };
+	unsigned long active, total, size;
+	FILE *f = fopen("/proc/slabinfo", "re");
+
+	/* The three slab caches holding the most. */
+	while (f && fgets(line, sizeof(line), f)) {
+		if (sscanf(line, "%63s %lu %lu %lu", name, &active, &total, &size) != 4)
+			continue;
+		kb = (long long)active * size / 1024;
+		for (int i = 0; i < 3; i++) {
+			if (kb <= top_kb[i])
+				continue;
+			for (int j = 2; j > i; j--) {
+				top_kb[j] = top_kb[j - 1];
+				memcpy(top[j], top[j - 1], sizeof(top[j]));
+			}
+			top_kb[i] = kb;
+			snprintf(top[i], sizeof(top[i]), "%s", name);
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	int vmas = 0;
+
+	f = fopen("/proc/self/maps", "re");
+	while (f && fgets(line, sizeof(line), f))
+		vmas += !!strchr(line, '\n');
+	if (f)
+		fclose(f);
+	snprintf(out, len, "%d mappings; MemAvailable %lld kB, Slab %lld kB (%s %lld, %s %lld, %s %lld), unreaped %lld",
+		 vmas, file_number("/proc/meminfo", "MemAvailable:"),
 		 file_number("/proc/meminfo", "\nSlab:"),
-		 file_number("/proc/slabinfo", "\nkmemleak_object "),
+		 top[0], top_kb[0], top[1], top_kb[1], top[2], top_kb[2],
 		 stat_read("unreaped"));
 }
 
@@ -1240,6 +1271,9 @@ static void scen_unmap(void)
 	struct ctx c;
 	struct stall none = { .uffd = -1 };
 
+	struct { char *m; size_t len; } left[20];
+	int n_left = 0;
+
 	ctx_init(&c, open_dev(), true);
 	for (int k = 0; k < 20 && !atomic_load(&failed); k++) {
 		size_t len = PAGE * (1 + rn(64));
@@ -1286,11 +1320,16 @@ static void scen_unmap(void)
 		/* Left mapped (protections changed) on purpose: unmap later. */
 		if (one_in(2))
 			munmap(m, len);
+		else
+			left[n_left++] = (typeof(left[0])){ m, len };
 	}
 	drain(&c, &none);
 	close(c.fd);
 	ctx_free(&c);
 	check_quiescent("after an unmap round", 0);
+	/* Later is now: a long run must not pile up mappings. */
+	while (n_left--)
+		munmap(left[n_left].m, left[n_left].len);
 }
 
 /* ---- storm: threads on shared contexts ---- */
@@ -1301,6 +1340,7 @@ static struct {
 	int calls;
 	uint64_t seed;
 	pthread_barrier_t go;
+	char *b_holes[32];	/* unmapped once the round is quiescent */
 } storm;
 
 static void *storm_thread(void *arg)
@@ -1385,7 +1425,13 @@ static void *storm_thread(void *arg)
 	}
 	(void)none;
 	timer_delete(thread_timer);
-	/* Not b_hole: READs of this thread may still be running. */
+	/*
+	 * Not b_hole: READs of this thread may still be running. The round
+	 * unmaps it when nothing is in flight any more; left mapped, the
+	 * thousands of rounds of a long run would pile up mappings, and
+	 * every fork (kill9, forkexec, the storm's children) gets slower.
+	 */
+	storm.b_holes[(uintptr_t)arg] = b_hole;
 	munmap(t_hole - PAGE, 2 * PAGE);
 	guarded_unmap(tb, sizeof(*tb));
 	return NULL;
@@ -1415,6 +1461,10 @@ static void scen_storm(int threads, int calls)
 	w.volatile_map = NULL;
 	pthread_mutex_unlock(&w.volatile_lock);
 	check_quiescent("after a storm round", 30000);
+	for (int i = 0; i < threads; i++) {
+		munmap(storm.b_holes[i] - PAGE, 2 * PAGE);
+		storm.b_holes[i] = NULL;
+	}
 }
 
 /* ---- kill -9 with 10,000 requests in flight ---- */
@@ -1766,7 +1816,7 @@ int main(int argc, char **argv)
 				break;
 			run_round(r);
 			if (now() - last >= 30) {
-				char health[160];
+				char health[256];
 
 				last = now();
 				guest_health(health, sizeof(health));
