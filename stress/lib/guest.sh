@@ -69,7 +69,7 @@ guest_start() {
 	cmdline+=" softlockup_panic=1 hung_task_panic=1 mitigations=off random.trust_cpu=on"
 	cmdline+=" aiofsyncvm_stage2=$AIOFSYNC_REPO/tools/vm-guest aiofsyncvm_job=$dir/job"
 	qemu-system-x86_64 -accel "${AIOFSYNC_ACCEL:-tcg,thread=multi}" -cpu max -M pc \
-		-smp 2 -m 1G -nodefaults -no-user-config -display none -no-reboot \
+		-smp "${AIOFSYNC_VM_SMP:-2}" -m 1G -nodefaults -no-user-config -display none -no-reboot \
 		-kernel "$KIMAGE" -initrd "$GUEST_INITRD" -append "$cmdline" \
 		-serial "file:$dir/console.log" -serial "file:$dir/status" \
 		-serial "file:$dir/acks" \
