@@ -35,7 +35,8 @@ install: modules_install
 
 check:
 	tools/install-deps
-	tools/check $(if $(KERNELS),--kernels "$(KERNELS)") $(if $(T),--test "$(T)")
+	tools/check $(if $(KERNELS),--kernels "$(KERNELS)") $(if $(T),--test "$(T)") \
+		$(if $(JOBS),--jobs $(JOBS))
 
 run:
 	tools/install-deps
