@@ -340,42 +340,83 @@ static bool aiofsync_enough_done(struct aiofsync_ctx *ctx, unsigned int min_nr)
 	return READ_ONCE(ctx->nr_done) >= min_nr;
 }
 
-static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int min_nr,
-			      u64 timeout_ns)
+/*
+ * Wait until @want events are there: 1 when they are (or @want is 0), 0 when
+ * the deadline passed first (or there is no timeout), -EINTR on a signal.
+ */
+static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
+			      u64 timeout_ns, ktime_t deadline)
 {
-	int ret;
+	ktime_t left;
+	long ret;
 
-	if (!min_nr || aiofsync_enough_done(ctx, min_nr) || !timeout_ns)
+	if (!want || aiofsync_enough_done(ctx, want))
+		return 1;
+	if (!timeout_ns)
 		return 0;
 	if (timeout_ns == AIOFSYNC_TIMEOUT_INFINITE) {
 		ret = wait_event_interruptible(ctx->wait,
-					       aiofsync_enough_done(ctx, min_nr));
+					       aiofsync_enough_done(ctx, want));
 	} else {
-		ktime_t timeout = ns_to_ktime(min_t(u64, timeout_ns, KTIME_MAX));
-
+		left = ktime_sub(deadline, ktime_get());
+		if (ktime_to_ns(left) <= 0)
+			return 0;
 		ret = wait_event_interruptible_hrtimeout(ctx->wait,
-							 aiofsync_enough_done(ctx, min_nr),
-							 timeout);
+							 aiofsync_enough_done(ctx, want),
+							 left);
+		if (ret == -ETIME)
+			return 0;
 	}
-	if (ret == -ETIME)
-		return 0;
-	/* Nothing was taken: the call may simply be made again. */
-	if (ret)
-		return -EINTR;
-	return 0;
+	return ret ? -EINTR : 1;
 }
 
 /* How many events are copied out per trip to the done list. */
 #define AIOFSYNC_REAP_CHUNK	64
 
+/*
+ * Copy completed events to @uev[*copied...max_nr), freeing their requests:
+ * 0, or -EFAULT when the copy faulted (the events not copied stay queued,
+ * in order).
+ */
+static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
+			      struct aiofsync_event __user *uev,
+			      unsigned int max_nr, unsigned int *copied)
+{
+	struct aiofsync_request *req, *tmp;
+	unsigned int n, freed;
+	LIST_HEAD(batch);
+
+	while (*copied < max_nr) {
+		n = aiofsync_take_done(ctx, &batch,
+				       min_t(unsigned int, max_nr - *copied,
+					     AIOFSYNC_REAP_CHUNK));
+		if (!n)
+			break;
+		freed = 0;
+		list_for_each_entry_safe(req, tmp, &batch, ctx_node) {
+			if (copy_to_user(&uev[*copied], &req->ev, sizeof(req->ev)))
+				break;
+			list_del(&req->ctx_node);
+			kfree(req);
+			(*copied)++;
+			freed++;
+		}
+		aiofsync_global_put(freed);
+		if (freed < n) {
+			aiofsync_untake_done(ctx, &batch, n - freed);
+			return -EFAULT;
+		}
+	}
+	return 0;
+}
+
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 {
 	struct aiofsync_event __user *uev;
-	struct aiofsync_request *req, *tmp;
 	struct aiofsync_reap arg;
-	unsigned int copied = 0, n, freed;
-	LIST_HEAD(batch);
-	int ret;
+	unsigned int copied = 0, want;
+	ktime_t deadline = 0;
+	int waited, ret;
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
@@ -386,33 +427,27 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 	uev = u64_to_user_ptr(arg.events);
 	if (!access_ok(uev, array_size(arg.max_nr, sizeof(*uev))))
 		return -EFAULT;
+	if (arg.timeout_ns && arg.timeout_ns != AIOFSYNC_TIMEOUT_INFINITE)
+		deadline = ktime_add_safe(ktime_get(),
+					  ns_to_ktime(min_t(u64, arg.timeout_ns,
+							    KTIME_MAX)));
 
-	ret = aiofsync_wait_done(ctx, arg.min_nr, arg.timeout_ns);
-	if (ret)
-		return ret;
-
-	while (copied < arg.max_nr) {
-		n = aiofsync_take_done(ctx, &batch,
-				       min_t(unsigned int, arg.max_nr - copied,
-					     AIOFSYNC_REAP_CHUNK));
-		if (!n)
-			break;
-		freed = 0;
-		list_for_each_entry_safe(req, tmp, &batch, ctx_node) {
-			if (copy_to_user(&uev[copied], &req->ev, sizeof(req->ev)))
-				break;
-			list_del(&req->ctx_node);
-			kfree(req);
-			copied++;
-			freed++;
-		}
-		aiofsync_global_put(freed);
-		if (freed < n) {
-			aiofsync_untake_done(ctx, &batch, n - freed);
-			return copied ? copied : -EFAULT;
-		}
+	/*
+	 * Another reaper of the context may take the events this one woke
+	 * for: then it waits again, for what it still lacks, until the same
+	 * deadline. Events already copied are never lost to a signal.
+	 */
+	for (;;) {
+		want = arg.min_nr > copied ? arg.min_nr - copied : 0;
+		waited = aiofsync_wait_done(ctx, want, arg.timeout_ns, deadline);
+		if (waited < 0)
+			return copied ? copied : waited;
+		ret = aiofsync_copy_done(ctx, uev, arg.max_nr, &copied);
+		if (ret)
+			return copied ? copied : ret;
+		if (!waited || copied >= arg.min_nr)
+			return copied;
 	}
-	return copied;
 }
 
 __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
