@@ -43,11 +43,18 @@ struct afs_slot {
 	int64_t res;			/* result of a fallback request */
 };
 
+/*
+ * A context's header is never freed: io_destroy() gives it to the next
+ * io_setup(). A call on a destroyed context reads only the header and says
+ * -EINVAL, as the system call does for an unknown context; a recycled one
+ * names the new context, as a kernel context id can be reused.
+ */
 struct io_context {
-	uint32_t magic;
+	_Atomic uint32_t magic;
 	int dev;
 	unsigned int generation;	/* afs_fork_generation at io_setup */
-	atomic_int refs;		/* io_setup's, and one per fallback request */
+	/* io_setup's, one per fallback request, one per call running on it */
+	atomic_int refs;
 	atomic_bool dead;		/* io_destroy() was called */
 	uint32_t nslots;
 	struct afs_slot *slot;		/* [nslots + 1]: index 0 is "none" */
@@ -66,6 +73,7 @@ typedef void (*io_callback_t)(io_context_t ctx, struct iocb *iocb, long res,
 static struct {
 	pthread_mutex_t lock;
 	struct io_context *head;
+	struct io_context *spare;	/* destroyed headers, for io_setup() */
 } afs_ctxs = { .lock = PTHREAD_MUTEX_INITIALIZER };
 
 /*
@@ -89,12 +97,45 @@ static struct afs_fork_hook afs_ctxs_fork = {
 	.child = afs_ctxs_child,
 };
 
+/*
+ * io_destroy() waits for every request of the context, as the system call
+ * does: reap until no slot is taken. (Fallback requests hold a reference:
+ * by now their markers are all queued.)
+ */
+static void afs_ctx_drain(struct io_context *ctx)
+{
+	struct aiofsync_event ev[64];
+	uint32_t idx, busy = 0;
+	int i, n;
+
+	for (idx = 1; idx <= ctx->nslots; idx++)
+		busy += !!atomic_load_explicit(&ctx->slot[idx].iocb,
+					       memory_order_relaxed);
+	while (busy) {
+		n = afs_dev_reap(ctx->dev, ev, 1, busy < 64 ? busy : 64,
+				 AIOFSYNC_TIMEOUT_INFINITE);
+		if (n == -EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		for (i = 0; i < n; i++) {
+			idx = (uint32_t)(ev[i].user_tag >> 1);
+			if (idx && idx <= ctx->nslots &&
+			    atomic_exchange_explicit(&ctx->slot[idx].iocb, 0,
+						     memory_order_relaxed))
+				busy--;
+		}
+	}
+}
+
 static void afs_ctx_put(struct io_context *ctx)
 {
 	struct io_context **p;
 
 	if (atomic_fetch_sub(&ctx->refs, 1) != 1)
 		return;
+	/* The wait is here, not under the lock that fork() and io_setup() take. */
+	afs_ctx_drain(ctx);
 	/* Off the list and closed at once, as a fork() in between sees it. */
 	pthread_mutex_lock(&afs_ctxs.lock);
 	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
@@ -103,19 +144,45 @@ static void afs_ctx_put(struct io_context *ctx)
 			break;
 		}
 	}
-	/* Closing waits for requests already running, as io_destroy() does. */
 	close(ctx->dev);
-	pthread_mutex_unlock(&afs_ctxs.lock);
-	ctx->magic = 0;
+	atomic_store(&ctx->magic, 0);
 	free(ctx->slot);
 	free(ctx->next);
-	free(ctx);
+	ctx->slot = NULL;
+	ctx->next = NULL;
+	ctx->list_next = afs_ctxs.spare;
+	afs_ctxs.spare = ctx;
+	pthread_mutex_unlock(&afs_ctxs.lock);
 }
 
-/* A context of this process, not destroyed. */
+/*
+ * Enter a call on a context of this process, not destroyed: false, or true
+ * with a reference that keeps its slots and descriptor until afs_ctx_put().
+ */
+static bool afs_ctx_get(struct io_context *ctx)
+{
+	int refs;
+
+	if (!ctx || atomic_load(&ctx->magic) != AFS_CTX_MAGIC ||
+	    ctx->generation != atomic_load(&afs_fork_generation))
+		return false;
+	refs = atomic_load(&ctx->refs);
+	do {
+		if (refs <= 0)
+			return false;
+	} while (!atomic_compare_exchange_weak(&ctx->refs, &refs, refs + 1));
+	if (atomic_load(&ctx->dead)) {
+		afs_ctx_put(ctx);
+		return false;
+	}
+	return true;
+}
+
+/* Not destroyed (io_destroy() checks under the list lock). */
 static bool afs_ctx_ok(const struct io_context *ctx)
 {
-	return ctx && ctx->magic == AFS_CTX_MAGIC && !atomic_load(&ctx->dead) &&
+	return ctx && atomic_load(&ctx->magic) == AFS_CTX_MAGIC &&
+	       !atomic_load(&ctx->dead) &&
 	       ctx->generation == atomic_load(&afs_fork_generation);
 }
 
@@ -143,6 +210,8 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 {
 	struct aiofsync_info info;
 	struct io_context *ctx;
+	struct afs_slot *slot;
+	_Atomic uint32_t *next;
 	uint32_t i, n;
 	int dev;
 
@@ -162,32 +231,40 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 	n = (uint32_t)maxevents * 2 < info.max_ctx_requests ?
 	    (uint32_t)maxevents * 2 : info.max_ctx_requests;
 
-	ctx = calloc(1, sizeof(*ctx));
-	if (ctx) {
-		ctx->slot = calloc(n + 1, sizeof(*ctx->slot));
-		ctx->next = calloc(n + 1, sizeof(*ctx->next));
-	}
-	if (!ctx || !ctx->slot || !ctx->next) {
+	slot = calloc(n + 1, sizeof(*slot));
+	next = calloc(n + 1, sizeof(*next));
+	afs_fork_hook_add(&afs_ctxs_fork);
+	pthread_mutex_lock(&afs_ctxs.lock);
+	ctx = afs_ctxs.spare;
+	if (ctx)
+		afs_ctxs.spare = ctx->list_next;
+	else
+		ctx = calloc(1, sizeof(*ctx));
+	if (!ctx || !slot || !next) {
 		if (ctx) {
-			free(ctx->slot);
-			free(ctx->next);
+			ctx->list_next = afs_ctxs.spare;
+			afs_ctxs.spare = ctx;
 		}
-		free(ctx);
+		pthread_mutex_unlock(&afs_ctxs.lock);
+		free(slot);
+		free(next);
 		close(dev);
 		return -ENOMEM;
 	}
-	ctx->magic = AFS_CTX_MAGIC;
 	ctx->dev = dev;
 	ctx->generation = atomic_load(&afs_fork_generation);
 	ctx->nslots = n;
-	atomic_init(&ctx->refs, 1);
+	ctx->slot = slot;
+	ctx->next = next;
+	atomic_store(&ctx->free.head, 0);
 	for (i = n; i >= 1; i--)
 		afs_idxstack_push(&ctx->free, ctx->next, i);
-
-	afs_fork_hook_add(&afs_ctxs_fork);
-	pthread_mutex_lock(&afs_ctxs.lock);
+	atomic_store(&ctx->dead, false);
+	atomic_store(&ctx->refs, 1);
 	ctx->list_next = afs_ctxs.head;
 	afs_ctxs.head = ctx;
+	/* Last: a stale handle finds a context only once it is whole. */
+	atomic_store(&ctx->magic, AFS_CTX_MAGIC);
 	pthread_mutex_unlock(&afs_ctxs.lock);
 	*ctxp = ctx;
 	return 0;
@@ -245,6 +322,10 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 		afs_dev_post_marker(ctx->dev,
 				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
 				    f->efd);
+	} else {
+		/* No event will come: io_destroy() must not wait for one. */
+		atomic_store_explicit(&ctx->slot[idx].iocb, 0,
+				      memory_order_relaxed);
 	}
 	afs_ctx_put(ctx);
 }
@@ -400,7 +481,7 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
 	long done = 0;
 	int chunk, n, i, k, err = 0;
 
-	if (!afs_ctx_ok(ctx) || nr < 0)
+	if (nr < 0 || !afs_ctx_get(ctx))
 		return -EINVAL;
 	while (done < nr) {
 		chunk = nr - done > AFS_SUBMIT_BATCH ? AFS_SUBMIT_BATCH :
@@ -435,6 +516,7 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
 			break;
 		}
 	}
+	afs_ctx_put(ctx);
 	return done ? (int)done : err;
 }
 
@@ -517,9 +599,10 @@ static struct timespec *afs_timeout_ts(const struct timespec *ts,
 	return out;
 }
 
-static int afs_getevents_check(io_context_t ctx, long min_nr, long nr)
+/* The arguments, then a reference on the context: 0 or -EINVAL. */
+static int afs_getevents_get(io_context_t ctx, long min_nr, long nr)
 {
-	if (!afs_ctx_ok(ctx) || min_nr < 0 || nr < 0 || min_nr > nr)
+	if (min_nr < 0 || nr < 0 || min_nr > nr || !afs_ctx_get(ctx))
 		return -EINVAL;
 	return 0;
 }
@@ -527,11 +610,14 @@ static int afs_getevents_check(io_context_t ctx, long min_nr, long nr)
 static int afs_io_getevents(io_context_t ctx, long min_nr, long nr,
 			    struct io_event *events, struct timespec *timeout)
 {
-	int ret = afs_getevents_check(ctx, min_nr, nr);
+	int ret = afs_getevents_get(ctx, min_nr, nr);
 
-	if (ret || !nr)
+	if (ret)
 		return ret;
-	return afs_reap(ctx, min_nr, nr, events, afs_timeout_ns(timeout));
+	if (nr)
+		ret = afs_reap(ctx, min_nr, nr, events, afs_timeout_ns(timeout));
+	afs_ctx_put(ctx);
+	return ret;
 }
 
 /*
@@ -551,24 +637,29 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 
 	if (!sigmask)
 		return afs_io_getevents(ctx, min_nr, nr, events, timeout);
-	ret = afs_getevents_check(ctx, min_nr, nr);
-	if (ret || !nr)
+	ret = afs_getevents_get(ctx, min_nr, nr);
+	if (ret)
 		return ret;
 	afs_deadline_init(&deadline, afs_timeout_ts(timeout, &rel));
 	pfd.fd = ctx->dev;
 	pfd.events = POLLIN;
-	for (;;) {
+	while (nr) {
 		n = afs_reap(ctx, 0, nr - got, events + got, 0);
-		if (n < 0)
-			return got ? (int)got : n;
+		if (n < 0) {
+			ret = n;
+			break;
+		}
 		got += n;
 		if (got >= min_nr || !afs_deadline_left(&deadline, &left))
 			break;
 		if (ppoll(&pfd, 1, deadline.forever ? NULL : &left, sigmask) < 0 &&
-		    errno == EINTR)
-			return got ? (int)got : -EINTR;
+		    errno == EINTR) {
+			ret = -EINTR;
+			break;
+		}
 	}
-	return (int)got;
+	afs_ctx_put(ctx);
+	return got ? (int)got : ret;
 }
 
 static bool afs_iocb_readable(struct iocb *iocb)
@@ -593,7 +684,7 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 	/* The system call reads the iocb's key first: -EFAULT before all. */
 	if (!afs_iocb_readable(iocb))
 		return -EFAULT;
-	if (!afs_ctx_ok(ctx))
+	if (!afs_ctx_get(ctx))
 		return -EINVAL;
 	for (idx = 1; idx <= ctx->nslots; idx++) {
 		if (atomic_load_explicit(&ctx->slot[idx].iocb,
@@ -605,6 +696,7 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 				    (uint64_t)idx << 1, &c, &running))
 			canceled += c;
 	}
+	afs_ctx_put(ctx);
 	/* Kernel AIO: -EINPROGRESS, the event with -ECANCELED follows. */
 	return canceled || fb_canceled ? -EINPROGRESS : -EINVAL;
 }
@@ -634,7 +726,7 @@ static int afs_io_queue_run(io_context_t ctx)
 	io_callback_t cb;
 	int n, i;
 
-	if (!afs_ctx_ok(ctx))
+	if (!afs_ctx_get(ctx))
 		return -EINVAL;
 	do {
 		n = afs_reap(ctx, 0, 16, ev, 0);
@@ -644,7 +736,9 @@ static int afs_io_queue_run(io_context_t ctx)
 				cb(ctx, (struct iocb *)(uintptr_t)ev[i].obj,
 				   (long)ev[i].res, (long)ev[i].res2);
 		}
-	} while (n == 16);
+		/* A callback may have destroyed it: the rest is discarded. */
+	} while (n == 16 && !atomic_load(&ctx->dead));
+	afs_ctx_put(ctx);
 	return n < 0 ? n : 0;
 }
 
@@ -657,14 +751,16 @@ static int afs_io_queue_wait(io_context_t ctx, struct timespec *timeout)
 {
 	struct pollfd pfd;
 	struct timespec rel;
+	int ret = 0;
 
-	if (!afs_ctx_ok(ctx))
+	if (!afs_ctx_get(ctx))
 		return -EINVAL;
 	pfd.fd = ctx->dev;
 	pfd.events = POLLIN;
 	if (ppoll(&pfd, 1, afs_timeout_ts(timeout, &rel), NULL) < 0)
-		return -errno;
-	return 0;
+		ret = -errno;
+	afs_ctx_put(ctx);
+	return ret;
 }
 
 /* libaio 0.1's signatures, still exported by libaio.so.1 for old binaries. */
