@@ -21,6 +21,17 @@
  * This is the slow path: one mutex guards the queues. The device path never
  * takes it.
  *
+ * A sync covers more than its descriptor's queue, though: every write to
+ * the file queued before it, whatever the descriptor and whoever runs it.
+ * Helper WRITEs on a regular file are therefore listed per file (device and
+ * inode number), in submission order, until they have run. A helper sync
+ * waits until those submitted before it have run - its queue is parked
+ * meanwhile, not a thread - and is then made through the device, which
+ * orders it behind the device's own writes to the file queued before it
+ * (the system call if the device refuses it). And a sync that would go to
+ * the device while helper writes to its file are unfinished comes here
+ * instead (afs_fb_file_busy()).
+ *
  * A request may hold descriptors (libaio's eventfd duplicate), which a
  * child after fork() inherits. So the pool knows every request from its
  * submission to its release(), which it calls under its lock, and the child
@@ -30,6 +41,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "internal.h"
 
@@ -41,9 +53,24 @@ struct afs_fb_queue {
 	int fd;
 	bool runnable;			/* on the runnable list */
 	bool busy;			/* a helper has it: one request at a time */
+	bool parked;			/* its head, a sync, waits for writes */
 	struct afs_fb_req *running;	/* being executed, until its result */
 	struct afs_fb_req *head, **tail;
 };
+
+/* A regular file with unfinished helper WRITEs, or syncs waiting for them. */
+struct afs_fb_inode {
+	struct afs_fb_inode *next;
+	dev_t dev;
+	ino_t ino;
+	unsigned int refs;		/* its listed writes and its syncs */
+	uint64_t seq;			/* of the last WRITE listed */
+	struct afs_fb_req *writes;	/* unfinished, oldest first */
+	struct afs_fb_req **wtail;
+};
+
+/* Unfinished helper WRITEs listed, in all: 0 makes afs_fb_file_busy() free. */
+static atomic_uint afs_fb_nwrites;
 
 static struct {
 	pthread_mutex_t lock;
@@ -51,6 +78,7 @@ static struct {
 	struct afs_fb_queue *hash[AFS_FB_BUCKETS];
 	struct afs_fb_queue *run_head, **run_tail;
 	struct afs_fb_req *completing;	/* between done() and release() */
+	struct afs_fb_inode *inodes;
 	int threads, idle;
 	int max_threads, idle_seconds;
 } afs_fb = {
@@ -121,13 +149,139 @@ static void afs_fb_completing(struct afs_fb_req *r)
 	afs_fb.completing = r;
 }
 
+static void *afs_fb_main(void *arg);
+
+/*
+ * Something was made runnable: wake an idle helper, or start one. false
+ * when none runs and none could be started.
+ */
+static bool afs_fb_kick(void)
+{
+	if (afs_fb.idle) {
+		pthread_cond_signal(&afs_fb.work);
+	} else if (afs_fb.threads < afs_fb.max_threads) {
+		afs_fb.threads++;
+		if (afs_thread_start(afs_fb_main, NULL))
+			afs_fb.threads--;
+	}
+	return afs_fb.threads > 0;
+}
+
+/* ---- per-file order of helper writes and syncs ---- */
+
+static struct afs_fb_inode *afs_fb_inode_find(dev_t dev, ino_t ino)
+{
+	struct afs_fb_inode *i;
+
+	for (i = afs_fb.inodes; i; i = i->next)
+		if (i->dev == dev && i->ino == ino)
+			return i;
+	return NULL;
+}
+
+static void afs_fb_inode_put(struct afs_fb_inode *i)
+{
+	struct afs_fb_inode **pi;
+
+	if (--i->refs)
+		return;
+	for (pi = &afs_fb.inodes; *pi != i; pi = &(*pi)->next)
+		;
+	*pi = i->next;
+	free(i);
+}
+
+/*
+ * Attach @r (a WRITE or a sync on the regular file @st, not yet queued) to
+ * its file: a WRITE is listed, a sync notes the last WRITE listed. 0, or
+ * -EAGAIN without memory.
+ */
+static int afs_fb_inode_attach(struct afs_fb_req *r, const struct stat *st)
+{
+	struct afs_fb_inode *i = afs_fb_inode_find(st->st_dev, st->st_ino);
+
+	if (!i) {
+		if (r->opcode != AIOFSYNC_OP_WRITE)
+			return 0;	/* nothing to wait for */
+		i = calloc(1, sizeof(*i));
+		if (!i)
+			return -EAGAIN;
+		i->dev = st->st_dev;
+		i->ino = st->st_ino;
+		i->wtail = &i->writes;
+		i->next = afs_fb.inodes;
+		afs_fb.inodes = i;
+	}
+	i->refs++;
+	r->inode = i;
+	if (r->opcode == AIOFSYNC_OP_WRITE) {
+		r->seq = ++i->seq;
+		r->inext = NULL;
+		*i->wtail = r;
+		i->wtail = &r->inext;
+		atomic_fetch_add(&afs_fb_nwrites, 1);
+	} else {
+		r->seq = i->seq;
+	}
+	return 0;
+}
+
+/* May sync @r run: have the writes listed before it run? */
+static bool afs_fb_sync_ready(const struct afs_fb_req *r)
+{
+	return !r->inode || r->opcode == AIOFSYNC_OP_WRITE ||
+	       !r->inode->writes || r->inode->writes->seq > r->seq;
+}
+
+/* A listed WRITE has run, or is cancelled: syncs behind it may go. */
+static void afs_fb_write_finished(struct afs_fb_req *r)
+{
+	struct afs_fb_inode *i = r->inode;
+	struct afs_fb_req **pw;
+	struct afs_fb_queue *q;
+	int b;
+
+	if (!i || r->opcode != AIOFSYNC_OP_WRITE)
+		return;
+	for (pw = &i->writes; *pw != r; pw = &(*pw)->inext)
+		;
+	*pw = r->inext;
+	if (i->wtail == &r->inext)
+		i->wtail = pw;
+	atomic_fetch_sub(&afs_fb_nwrites, 1);
+	for (b = 0; b < AFS_FB_BUCKETS; b++)
+		for (q = afs_fb.hash[b]; q; q = q->hnext)
+			if (q->parked && !q->runnable && afs_fb_sync_ready(q->head)) {
+				q->parked = false;
+				afs_fb_make_runnable(q);
+				afs_fb_kick();
+			}
+}
+
 /* done() has returned. */
 static void afs_fb_completed(struct afs_fb_req *r)
 {
 	*r->cpprev = r->cnext;
 	if (r->cnext)
 		r->cnext->cpprev = r->cpprev;
+	if (r->inode)
+		afs_fb_inode_put(r->inode);
 	afs_fb_release(r);
+}
+
+bool afs_fb_file_busy(int fd)
+{
+	struct afs_fb_inode *i;
+	struct stat st;
+	bool busy;
+
+	if (!atomic_load(&afs_fb_nwrites) || fstat(fd, &st) || !S_ISREG(st.st_mode))
+		return false;
+	pthread_mutex_lock(&afs_fb.lock);
+	i = afs_fb_inode_find(st.st_dev, st.st_ino);
+	busy = i && i->writes;
+	pthread_mutex_unlock(&afs_fb.lock);
+	return busy;
 }
 
 static ssize_t afs_fb_rw(const struct afs_fb_req *r, bool positioned)
@@ -141,9 +295,40 @@ static ssize_t afs_fb_rw(const struct afs_fb_req *r, bool positioned)
 		       read(r->fd, r->buf, r->len);
 }
 
+/*
+ * A sync through a context of its own: the device orders it behind its
+ * writes to the file queued before it, which fsync(2) would not wait for.
+ * false when the device does not take it (then the system call decides).
+ */
+static bool afs_fb_device_sync(const struct afs_fb_req *r, long *res)
+{
+	struct aiofsync_info info;
+	struct aiofsync_event ev;
+	struct aiofsync_req d;
+	int dev = afs_dev_open(&info), n;
+
+	if (dev < 0)
+		return false;
+	afs_dev_req_init(&d, r->opcode, r->fd, 1);
+	d.offset = (uint64_t)r->offset;
+	d.len = r->len;
+	n = afs_dev_submit(dev, &d, 1);
+	if (n == 1) {
+		do
+			n = afs_dev_reap(dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE);
+		while (n == -EINTR);
+	}
+	close(dev);
+	if (n != 1)
+		return false;
+	*res = ev.res;
+	return true;
+}
+
 static long afs_fb_execute(const struct afs_fb_req *r)
 {
 	ssize_t n;
+	long res;
 
 	switch (r->opcode) {
 	case AIOFSYNC_OP_READ:
@@ -157,9 +342,13 @@ static long afs_fb_execute(const struct afs_fb_req *r)
 		} while (n < 0 && errno == EINTR);
 		break;
 	case AIOFSYNC_OP_FSYNC:
+		if (r->regular && afs_fb_device_sync(r, &res))
+			return res;
 		n = fsync(r->fd);
 		break;
 	case AIOFSYNC_OP_FDATASYNC:
+		if (r->regular && afs_fb_device_sync(r, &res))
+			return res;
 		n = fdatasync(r->fd);
 		break;
 	default:
@@ -190,6 +379,11 @@ static void *afs_fb_main(void *arg)
 			break;
 		}
 		req = q->head;
+		if (!afs_fb_sync_ready(req)) {
+			/* The last write it waits for will make q runnable. */
+			q->parked = true;
+			continue;
+		}
 		q->head = req->next;
 		if (!q->head)
 			q->tail = &q->head;
@@ -201,6 +395,7 @@ static void *afs_fb_main(void *arg)
 		/* Done: no longer "running" for a cancel. */
 		pthread_mutex_lock(&afs_fb.lock);
 		q->running = NULL;
+		afs_fb_write_finished(req);
 		afs_fb_completing(req);
 		pthread_mutex_unlock(&afs_fb.lock);
 		/* Before the descriptor's next request may start: see above. */
@@ -249,6 +444,13 @@ static void afs_fb_child(void)
 		afs_fb_release(r);
 	}
 	afs_fb.completing = NULL;
+	while (afs_fb.inodes) {
+		struct afs_fb_inode *i = afs_fb.inodes;
+
+		afs_fb.inodes = i->next;
+		free(i);
+	}
+	atomic_store(&afs_fb_nwrites, 0);
 	afs_fb.run_head = NULL;
 	afs_fb.run_tail = &afs_fb.run_head;
 	afs_fb.threads = 0;
@@ -264,18 +466,29 @@ static struct afs_fork_hook afs_fb_fork = {
 int afs_fb_submit(struct afs_fb_req *req)
 {
 	struct afs_fb_queue **pq, *q;
+	struct stat st;
+	bool regular;
 	int ret = 0;
 
 	afs_fork_hook_add(&afs_fb_fork);
 	req->next = NULL;
+	req->inode = NULL;
+	regular = req->opcode != AIOFSYNC_OP_READ && !fstat(req->fd, &st) &&
+		  S_ISREG(st.st_mode);
+	req->regular = regular;
 	pthread_mutex_lock(&afs_fb.lock);
+	if (regular) {
+		ret = afs_fb_inode_attach(req, &st);
+		if (ret)
+			goto out;
+	}
 	pq = afs_fb_slot(req->fd);
 	q = *pq;
 	if (!q) {
 		q = calloc(1, sizeof(*q));
 		if (!q) {
 			ret = -EAGAIN;
-			goto out;
+			goto detach;
 		}
 		q->fd = req->fd;
 		q->tail = &q->head;
@@ -283,23 +496,29 @@ int afs_fb_submit(struct afs_fb_req *req)
 	}
 	*q->tail = req;
 	q->tail = &req->next;
-	if (!q->busy && !q->runnable)
+	if (!q->busy && !q->runnable && !q->parked)
 		afs_fb_make_runnable(q);
 
-	if (afs_fb.idle) {
-		pthread_cond_signal(&afs_fb.work);
-	} else if (afs_fb.threads < afs_fb.max_threads) {
-		afs_fb.threads++;
-		if (afs_thread_start(afs_fb_main, NULL)) {
-			afs_fb.threads--;
-			/* Nobody would ever run it: refuse it. */
-			if (!afs_fb.threads) {
-				q->head = NULL;
-				q->tail = &q->head;
-				afs_fb_put_queue(q);
-				ret = -EAGAIN;
-			}
-		}
+	if (!afs_fb_kick()) {
+		/* Nobody would ever run it: refuse it (it is the last). */
+		struct afs_fb_req **pr = &q->head;
+
+		while (*pr != req)
+			pr = &(*pr)->next;
+		*pr = NULL;
+		q->tail = pr;
+		if (!q->head)
+			q->parked = false;
+		afs_fb_put_queue(q);
+		ret = -EAGAIN;
+		goto detach;
+	}
+	goto out;
+detach:
+	if (req->inode) {
+		afs_fb_write_finished(req);
+		afs_fb_inode_put(req->inode);
+		req->inode = NULL;
 	}
 out:
 	pthread_mutex_unlock(&afs_fb.lock);
@@ -331,6 +550,7 @@ static void afs_fb_cancel_queue(struct afs_fb_queue *q, void *owner,
 		r->next = *victims;
 		*victims = r;
 		afs_fb_completing(r);
+		afs_fb_write_finished(r);
 		(*canceled)++;
 	}
 	q->tail = pr;
@@ -353,6 +573,14 @@ void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 				continue;
 			afs_fb_cancel_queue(q, owner, tag, all, &victims,
 					    canceled, running);
+			/* Its parked head may be gone, or another may lead. */
+			if (q->parked && (!q->head || afs_fb_sync_ready(q->head))) {
+				q->parked = false;
+				if (q->head && !q->runnable) {
+					afs_fb_make_runnable(q);
+					afs_fb_kick();
+				}
+			}
 			if (!q->head && q->runnable) {
 				/* Nothing left to run: off the runnable list. */
 				struct afs_fb_queue **rq = &afs_fb.run_head;

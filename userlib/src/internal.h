@@ -290,10 +290,26 @@ struct afs_fb_req {
 	void (*release)(struct afs_fb_req *req);
 	/* The pool's: requests between their done() and their release(). */
 	struct afs_fb_req *cnext, **cpprev;
+	/*
+	 * The pool's: the regular file a WRITE or a sync is on, the WRITE's
+	 * place among the file's unfinished helper writes, and the last of
+	 * those a sync must wait for.
+	 */
+	struct afs_fb_inode *inode;
+	struct afs_fb_req *inext;
+	uint64_t seq;
+	bool regular;		/* a regular file: syncs go through the device */
 };
 
 /* 0, or -EAGAIN when no helper thread can be started. */
 int afs_fb_submit(struct afs_fb_req *req);
+/*
+ * Whether helper WRITEs on the file of @fd are unfinished: then a sync of
+ * the file goes to the helpers too, which run it after them (and after the
+ * device's writes queued before it). Costs nothing while no helper write is
+ * unfinished anywhere in the process.
+ */
+bool afs_fb_file_busy(int fd);
 /*
  * Cancel the queued requests of @owner that match (@tag, or every one with
  * @all; @fd >= 0 restricts to a descriptor): they complete with -ECANCELED.

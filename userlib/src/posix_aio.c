@@ -305,6 +305,10 @@ static int afs_posix_prepare(struct aiocb *cb, uint32_t opcode, bool range,
 		r->prio = (uint32_t)cb->aio_reqprio;
 	}
 	*fallback = opcode != AIOFSYNC_OP_READ && (fl & O_APPEND);
+	/* A sync must also cover the helpers' unfinished writes to the file. */
+	if (!*fallback && opcode != AIOFSYNC_OP_READ &&
+	    opcode != AIOFSYNC_OP_WRITE && afs_fb_file_busy(cb->aio_fildes))
+		*fallback = true;
 	return 0;
 }
 

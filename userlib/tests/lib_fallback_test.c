@@ -175,6 +175,72 @@ TEST_F(fb, append_in_call_order)
 	close(fd);
 }
 
+/*
+ * An aio_fsync() on another descriptor of the file covers an O_APPEND write
+ * a helper has not finished: it completes only after the write. (The write
+ * is held in the helper: its buffer faults until released.)
+ */
+TEST_F(fb, sync_covers_unfinished_append_of_other_descriptor)
+{
+	int a = lt_tmpfile("append-cover", O_RDWR | O_APPEND), b;
+	struct afs_stall stall;
+	struct aiocb w, s;
+	char c;
+
+	ASSERT_LE(0, a);
+	b = lt_reopen(a, O_RDWR);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	lt_prep(&w, a, stall.addr, 4096, 0);
+	ASSERT_EQ(0, aio_write(&w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+	lt_prep(&s, b, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	EXPECT_TRUE(lt_still_in_progress(&s, 300))
+		TH_LOG("the sync completed before the write it covers");
+	ASSERT_EQ(0, afs_stall_release(&stall, 'c'));
+	EXPECT_EQ(0, lt_wait(&s));
+	EXPECT_EQ(0, aio_error(&w));
+	EXPECT_EQ(4096, aio_return(&w));
+	ASSERT_EQ(1, pread(b, &c, 1, 0));
+	EXPECT_EQ('c', c);
+	afs_stall_destroy(&stall);
+	close(b);
+	close(a);
+}
+
+/*
+ * An aio_fsync() on an O_APPEND descriptor (run by a helper) covers a
+ * device write on another descriptor of the file queued before it.
+ */
+TEST_F(fb, append_sync_covers_device_write_of_other_descriptor)
+{
+	int a = lt_tmpfile("append-dev", O_RDWR | O_APPEND), b;
+	struct afs_stall stall;
+	struct aiocb w, s;
+	char c;
+
+	ASSERT_LE(0, a);
+	b = lt_reopen(a, O_RDWR);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	lt_prep(&w, b, stall.addr, 4096, 0);
+	ASSERT_EQ(0, aio_write(&w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+	lt_prep(&s, a, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(O_DSYNC, &s));
+	EXPECT_TRUE(lt_still_in_progress(&s, 300))
+		TH_LOG("the sync completed before the write it covers");
+	ASSERT_EQ(0, afs_stall_release(&stall, 'd'));
+	EXPECT_EQ(0, lt_wait(&s));
+	EXPECT_EQ(0, aio_error(&w));
+	ASSERT_EQ(1, pread(b, &c, 1, 0));
+	EXPECT_EQ('d', c);
+	afs_stall_destroy(&stall);
+	close(b);
+	close(a);
+}
+
 /* A queued helper request is cancelled; the running one is not. */
 TEST_F(fb, cancel)
 {
