@@ -176,35 +176,46 @@ TEST_F(fb, append_in_call_order)
 }
 
 /*
- * An aio_fsync() on another descriptor of the file covers an O_APPEND write
- * a helper has not finished: it completes only after the write. (The write
- * is held in the helper: its buffer faults until released.)
+ * Hold a write through @wfd in flight (its buffer faults until released),
+ * sync with @op through @sfd, another descriptor of the same file: the sync
+ * must stay in progress until the write is let go, and then complete.
  */
-TEST_F(fb, sync_covers_unfinished_append_of_other_descriptor)
+static void sync_waits_for_held_write(struct __test_metadata *_metadata,
+				      int wfd, int sfd, int op)
 {
-	int a = lt_tmpfile("append-cover", O_RDWR | O_APPEND), b;
 	struct afs_stall stall;
 	struct aiocb w, s;
 	char c;
 
-	ASSERT_LE(0, a);
-	b = lt_reopen(a, O_RDWR);
-	ASSERT_LE(0, b);
 	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
-	lt_prep(&w, a, stall.addr, 4096, 0);
+	lt_prep(&w, wfd, stall.addr, 4096, 0);
 	ASSERT_EQ(0, aio_write(&w));
 	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
-	lt_prep(&s, b, NULL, 0, 0);
-	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	lt_prep(&s, sfd, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(op, &s));
 	EXPECT_TRUE(lt_still_in_progress(&s, 300))
 		TH_LOG("the sync completed before the write it covers");
-	ASSERT_EQ(0, afs_stall_release(&stall, 'c'));
+	ASSERT_EQ(0, afs_stall_release(&stall, 'h'));
 	EXPECT_EQ(0, lt_wait(&s));
-	EXPECT_EQ(0, aio_error(&w));
+	EXPECT_EQ(0, lt_wait(&w));
 	EXPECT_EQ(4096, aio_return(&w));
-	ASSERT_EQ(1, pread(b, &c, 1, 0));
-	EXPECT_EQ('c', c);
+	ASSERT_EQ(1, pread(sfd, &c, 1, 0));
+	EXPECT_EQ('h', c);
 	afs_stall_destroy(&stall);
+}
+
+/*
+ * An aio_fsync() on another descriptor of the file covers an O_APPEND write
+ * a helper has not finished.
+ */
+TEST_F(fb, sync_covers_unfinished_append_of_other_descriptor)
+{
+	int a = lt_tmpfile("append-cover", O_RDWR | O_APPEND);
+	int b = lt_reopen(a, O_RDWR);
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	sync_waits_for_held_write(_metadata, a, b, O_SYNC);
 	close(b);
 	close(a);
 }
@@ -215,28 +226,12 @@ TEST_F(fb, sync_covers_unfinished_append_of_other_descriptor)
  */
 TEST_F(fb, append_sync_covers_device_write_of_other_descriptor)
 {
-	int a = lt_tmpfile("append-dev", O_RDWR | O_APPEND), b;
-	struct afs_stall stall;
-	struct aiocb w, s;
-	char c;
+	int a = lt_tmpfile("append-dev", O_RDWR | O_APPEND);
+	int b = lt_reopen(a, O_RDWR);
 
 	ASSERT_LE(0, a);
-	b = lt_reopen(a, O_RDWR);
 	ASSERT_LE(0, b);
-	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
-	lt_prep(&w, b, stall.addr, 4096, 0);
-	ASSERT_EQ(0, aio_write(&w));
-	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
-	lt_prep(&s, a, NULL, 0, 0);
-	ASSERT_EQ(0, aio_fsync(O_DSYNC, &s));
-	EXPECT_TRUE(lt_still_in_progress(&s, 300))
-		TH_LOG("the sync completed before the write it covers");
-	ASSERT_EQ(0, afs_stall_release(&stall, 'd'));
-	EXPECT_EQ(0, lt_wait(&s));
-	EXPECT_EQ(0, aio_error(&w));
-	ASSERT_EQ(1, pread(b, &c, 1, 0));
-	EXPECT_EQ('d', c);
-	afs_stall_destroy(&stall);
+	sync_waits_for_held_write(_metadata, b, a, O_DSYNC);
 	close(b);
 	close(a);
 }
