@@ -58,6 +58,12 @@ struct afs_fb_queue {
 	struct afs_fb_req *head, **tail;
 };
 
+/* A helper's private device context, while it syncs through it. */
+struct afs_fb_syncdev {
+	int fd;
+	struct afs_fb_syncdev *next;
+};
+
 /* A regular file with unfinished helper WRITEs, or syncs waiting for them. */
 struct afs_fb_inode {
 	struct afs_fb_inode *next;
@@ -79,6 +85,7 @@ static struct {
 	struct afs_fb_queue *run_head, **run_tail;
 	struct afs_fb_req *completing;	/* between done() and release() */
 	struct afs_fb_inode *inodes;
+	struct afs_fb_syncdev *syncdevs;	/* a child closes its copies */
 	int threads, idle;
 	int max_threads, idle_seconds;
 } afs_fb = {
@@ -117,6 +124,21 @@ static struct afs_fb_queue *afs_fb_take_runnable(void)
 		q->runnable = false;
 	}
 	return q;
+}
+
+/* A queue left with nothing to run comes off the runnable list. */
+static void afs_fb_unrun_empty(struct afs_fb_queue *q)
+{
+	struct afs_fb_queue **rq = &afs_fb.run_head;
+
+	if (q->head || !q->runnable)
+		return;
+	while (*rq != q)
+		rq = &(*rq)->rnext;
+	*rq = q->rnext;
+	if (!*rq)
+		afs_fb.run_tail = rq;
+	q->runnable = false;
 }
 
 /* A queue with nothing queued and nothing running goes away. */
@@ -251,7 +273,8 @@ static void afs_fb_write_finished(struct afs_fb_req *r)
 	atomic_fetch_sub(&afs_fb_nwrites, 1);
 	for (b = 0; b < AFS_FB_BUCKETS; b++)
 		for (q = afs_fb.hash[b]; q; q = q->hnext)
-			if (q->parked && !q->runnable && afs_fb_sync_ready(q->head)) {
+			if (q->parked && !q->runnable && q->head &&
+			    afs_fb_sync_ready(q->head)) {
 				q->parked = false;
 				afs_fb_make_runnable(q);
 				afs_fb_kick();
@@ -302,23 +325,40 @@ static ssize_t afs_fb_rw(const struct afs_fb_req *r, bool positioned)
  */
 static bool afs_fb_device_sync(const struct afs_fb_req *r, long *res)
 {
+	struct afs_fb_syncdev me, **p;
 	struct aiofsync_info info;
 	struct aiofsync_event ev;
 	struct aiofsync_req d;
-	int dev = afs_dev_open(&info), n;
+	int n;
 
-	if (dev < 0)
+	/*
+	 * Opened and closed under the pool's lock, which fork() holds: a child
+	 * never inherits the descriptor without afs_fb_child() knowing it.
+	 */
+	pthread_mutex_lock(&afs_fb.lock);
+	me.fd = afs_dev_open(&info);
+	if (me.fd >= 0) {
+		me.next = afs_fb.syncdevs;
+		afs_fb.syncdevs = &me;
+	}
+	pthread_mutex_unlock(&afs_fb.lock);
+	if (me.fd < 0)
 		return false;
 	afs_dev_req_init(&d, r->opcode, r->fd, 1);
 	d.offset = (uint64_t)r->offset;
 	d.len = r->len;
-	n = afs_dev_submit(dev, &d, 1);
+	n = afs_dev_submit(me.fd, &d, 1);
 	if (n == 1) {
 		do
-			n = afs_dev_reap(dev, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE);
+			n = afs_dev_reap(me.fd, &ev, 1, 1, AIOFSYNC_TIMEOUT_INFINITE);
 		while (n == -EINTR);
 	}
-	close(dev);
+	pthread_mutex_lock(&afs_fb.lock);
+	for (p = &afs_fb.syncdevs; *p != &me; p = &(*p)->next)
+		;
+	*p = me.next;
+	close(me.fd);
+	pthread_mutex_unlock(&afs_fb.lock);
 	if (n != 1)
 		return false;
 	*res = ev.res;
@@ -451,6 +491,9 @@ static void afs_fb_child(void)
 		free(i);
 	}
 	atomic_store(&afs_fb_nwrites, 0);
+	for (struct afs_fb_syncdev *sd = afs_fb.syncdevs; sd; sd = sd->next)
+		close(sd->fd);
+	afs_fb.syncdevs = NULL;
 	afs_fb.run_head = NULL;
 	afs_fb.run_tail = &afs_fb.run_head;
 	afs_fb.threads = 0;
@@ -509,6 +552,7 @@ int afs_fb_submit(struct afs_fb_req *req)
 		q->tail = pr;
 		if (!q->head)
 			q->parked = false;
+		afs_fb_unrun_empty(q);
 		afs_fb_put_queue(q);
 		ret = -EAGAIN;
 		goto detach;
@@ -581,17 +625,7 @@ void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 					afs_fb_kick();
 				}
 			}
-			if (!q->head && q->runnable) {
-				/* Nothing left to run: off the runnable list. */
-				struct afs_fb_queue **rq = &afs_fb.run_head;
-
-				while (*rq != q)
-					rq = &(*rq)->rnext;
-				*rq = q->rnext;
-				if (!*rq)
-					afs_fb.run_tail = rq;
-				q->runnable = false;
-			}
+			afs_fb_unrun_empty(q);
 			afs_fb_put_queue(q);
 		}
 	}

@@ -293,6 +293,12 @@ static int afs_io_destroy(io_context_t ctx)
 	pthread_mutex_unlock(&afs_ctxs.lock);
 	if (was_dead)
 		return -EINVAL;
+	/*
+	 * Wake a thread waiting in io_getevents() (for one event) or in
+	 * ppoll() (io_pgetevents(), io_queue_wait()): it returns -EINVAL, as
+	 * the kernel's waiters do. Its reference keeps the context until then.
+	 */
+	afs_dev_post_marker(ctx->dev, 0, -1);
 	/* Queued helper requests are dropped; running ones end on their own. */
 	afs_fb_cancel(ctx, -1, 0, true, &canceled, &running);
 	afs_ctx_put(ctx);
@@ -317,12 +323,10 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 	struct io_context *ctx = f->ctx;
 	uint32_t idx = (uint32_t)req->tag;
 
-	if (!atomic_load(&ctx->dead)) {
-		ctx->slot[idx].res = req->res;
-		afs_dev_post_marker(ctx->dev,
-				    (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
-				    f->efd);
-	} else {
+	ctx->slot[idx].res = req->res;
+	if (atomic_load(&ctx->dead) ||
+	    afs_dev_post_marker(ctx->dev, (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
+				f->efd)) {
 		/* No event will come: io_destroy() must not wait for one. */
 		atomic_store_explicit(&ctx->slot[idx].iocb, 0,
 				      memory_order_relaxed);
@@ -526,28 +530,30 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
  * Turn @n device events into io_events in place: both are 32 bytes, and the
  * device wrote them where the program asked, so it checked the array.
  */
-static void afs_events_convert(struct io_context *ctx, void *events, int n)
+static int afs_events_convert(struct io_context *ctx, void *events, int n)
 {
 	struct aiofsync_event ev;
 	struct io_event out;
 	struct afs_slot *s;
 	uint32_t idx;
-	int i;
+	int i, got = 0;
 
 	_Static_assert(sizeof(ev) == sizeof(out), "events are converted in place");
 	for (i = 0; i < n; i++) {
 		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
 		idx = (uint32_t)(ev.user_tag >> 1);
+		/* Slot 0: io_destroy()'s wake-up marker, no request's. */
 		if (!idx || idx > ctx->nslots)
-			continue;	/* cannot happen: tags are ours */
+			continue;
 		s = &ctx->slot[idx];
 		out.data = s->data;
 		out.obj = atomic_load_explicit(&s->iocb, memory_order_relaxed);
 		out.res = ev.user_tag & AFS_TAG_FALLBACK ? s->res : ev.res;
 		out.res2 = ev.res2;
 		afs_slot_put(ctx, idx);
-		memcpy((char *)events + i * sizeof(out), &out, sizeof(out));
+		memcpy((char *)events + got++ * sizeof(out), &out, sizeof(out));
 	}
+	return got;
 }
 
 static int afs_reap(struct io_context *ctx, long min_nr, long nr,
@@ -559,8 +565,12 @@ static int afs_reap(struct io_context *ctx, long min_nr, long nr,
 		nr = INT_MAX;
 	n = afs_dev_reap(ctx->dev, events, (unsigned int)min_nr,
 			 (unsigned int)nr, timeout_ns);
-	if (n > 0)
-		afs_events_convert(ctx, events, n);
+	if (n > 0) {
+		n = afs_events_convert(ctx, events, n);
+		/* Woken by io_destroy() with nothing else: as the kernel. */
+		if (!n && atomic_load(&ctx->dead))
+			n = -EINVAL;
+	}
 	return n;
 }
 

@@ -236,6 +236,41 @@ TEST_F(fb, append_sync_covers_device_write_of_other_descriptor)
 	close(a);
 }
 
+/*
+ * aio_cancel() of a descriptor whose sync waits for another descriptor's
+ * append (its queue parked), with a write queued behind the sync: both are
+ * cancelled, and the held append then completes.
+ */
+TEST_F(fb, cancel_sync_waiting_for_append)
+{
+	int a = lt_tmpfile("append-cancel", O_RDWR | O_APPEND);
+	int b = lt_reopen(a, O_RDWR | O_APPEND);
+	struct afs_stall stall;
+	struct aiocb w, s, w2;
+	char x = 'x';
+
+	ASSERT_LE(0, a);
+	ASSERT_LE(0, b);
+	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
+	lt_prep(&w, a, stall.addr, 4096, 0);
+	ASSERT_EQ(0, aio_write(&w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+	lt_prep(&s, b, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	lt_prep(&w2, b, &x, 1, 0);
+	ASSERT_EQ(0, aio_write(&w2));
+	EXPECT_TRUE(lt_still_in_progress(&s, 100));
+	EXPECT_EQ(AIO_CANCELED, aio_cancel(b, NULL));
+	EXPECT_EQ(ECANCELED, lt_wait(&s));
+	EXPECT_EQ(ECANCELED, lt_wait(&w2));
+	ASSERT_EQ(0, afs_stall_release(&stall, 'k'));
+	EXPECT_EQ(0, lt_wait(&w));
+	EXPECT_EQ(4096, aio_return(&w));
+	afs_stall_destroy(&stall);
+	close(b);
+	close(a);
+}
+
 /* A queued helper request is cancelled; the running one is not. */
 TEST_F(fb, cancel)
 {

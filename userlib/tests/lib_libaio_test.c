@@ -757,6 +757,43 @@ TEST_F(la, destroy_wait_blocks_no_other_context)
 	afs_stall_destroy(&self->stall);
 }
 
+struct waiter_arg {
+	io_context_t ctx;
+	int ret;
+	sem_t done;
+};
+
+static void *wait_one(void *arg)
+{
+	struct waiter_arg *w = arg;
+	struct io_event ev;
+
+	w->ret = io_getevents(w->ctx, 1, 1, &ev, NULL);
+	sem_post(&w->done);
+	return NULL;
+}
+
+/*
+ * A thread waiting in io_getevents() with nothing in flight is woken by
+ * io_destroy() and gets -EINVAL, as from the kernel's io_destroy(); it no
+ * longer waits forever.
+ */
+TEST_F(la, destroy_wakes_waiting_reaper)
+{
+	struct waiter_arg w = { 0 };
+	pthread_t t;
+
+	ASSERT_EQ(0, sem_init(&w.done, 0, 0));
+	ASSERT_EQ(0, io_setup(4, &w.ctx));
+	ASSERT_EQ(0, pthread_create(&t, NULL, wait_one, &w));
+	usleep(100 * 1000);	/* let it block */
+	EXPECT_NE(0, sem_trywait(&w.done)) TH_LOG("io_getevents() did not wait");
+	EXPECT_EQ(0, io_destroy(w.ctx));
+	ASSERT_EQ(0, lt_sem_wait(&w.done)) TH_LOG("the waiter was not woken");
+	pthread_join(t, NULL);
+	EXPECT_EQ(-EINVAL, w.ret);
+}
+
 struct reaper_arg {
 	FIXTURE_DATA(la) *self;
 	int fd, bad;
