@@ -35,6 +35,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -489,6 +490,12 @@ int main(int argc, char **argv)
 			die("%s: %s", ready, strerror(errno));
 		close(o);
 	}
+	/*
+	 * QEMU killed while a reply is being sent: the write fails (EPIPE),
+	 * and that is the power cut, not a reason to die without cutting and
+	 * without the counters.
+	 */
+	signal(SIGPIPE, SIG_IGN);
 	c = accept(l, NULL, NULL);
 	if (c < 0)
 		die("accept: %s", strerror(errno));
