@@ -176,9 +176,26 @@ TEST_F(fb, append_in_call_order)
 }
 
 /*
- * Hold a write through @wfd in flight (its buffer faults until released),
- * sync with @op through @sfd, another descriptor of the same file: the sync
- * must stay in progress until the write is let go, and then complete.
+ * Start a write @w of 4096 bytes through @wfd and hold it in flight (its
+ * buffer, in @stall, faults until released), then queue the sync @s with
+ * @op through @sfd.
+ */
+static void hold_write_queue_sync(struct __test_metadata *_metadata,
+				  struct afs_stall *stall, struct aiocb *w,
+				  int wfd, struct aiocb *s, int sfd, int op)
+{
+	ASSERT_EQ(0, afs_stall_init(stall, 4096));
+	lt_prep(w, wfd, stall->addr, 4096, 0);
+	ASSERT_EQ(0, aio_write(w));
+	ASSERT_EQ(0, afs_stall_wait_fault(stall, LT_WAIT_SEC * 1000));
+	lt_prep(s, sfd, NULL, 0, 0);
+	ASSERT_EQ(0, aio_fsync(op, s));
+}
+
+/*
+ * Hold a write through @wfd in flight, sync with @op through @sfd, another
+ * descriptor of the same file: the sync must stay in progress until the
+ * write is let go, and then complete.
  */
 static void sync_waits_for_held_write(struct __test_metadata *_metadata,
 				      int wfd, int sfd, int op)
@@ -187,12 +204,7 @@ static void sync_waits_for_held_write(struct __test_metadata *_metadata,
 	struct aiocb w, s;
 	char c;
 
-	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
-	lt_prep(&w, wfd, stall.addr, 4096, 0);
-	ASSERT_EQ(0, aio_write(&w));
-	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
-	lt_prep(&s, sfd, NULL, 0, 0);
-	ASSERT_EQ(0, aio_fsync(op, &s));
+	hold_write_queue_sync(_metadata, &stall, &w, wfd, &s, sfd, op);
 	EXPECT_TRUE(lt_still_in_progress(&s, 300))
 		TH_LOG("the sync completed before the write it covers");
 	ASSERT_EQ(0, afs_stall_release(&stall, 'h'));
@@ -251,12 +263,7 @@ TEST_F(fb, cancel_sync_waiting_for_append)
 
 	ASSERT_LE(0, a);
 	ASSERT_LE(0, b);
-	ASSERT_EQ(0, afs_stall_init(&stall, 4096));
-	lt_prep(&w, a, stall.addr, 4096, 0);
-	ASSERT_EQ(0, aio_write(&w));
-	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
-	lt_prep(&s, b, NULL, 0, 0);
-	ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+	hold_write_queue_sync(_metadata, &stall, &w, a, &s, b, O_SYNC);
 	lt_prep(&w2, b, &x, 1, 0);
 	ASSERT_EQ(0, aio_write(&w2));
 	EXPECT_TRUE(lt_still_in_progress(&s, 100));

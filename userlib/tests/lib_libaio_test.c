@@ -695,7 +695,8 @@ TEST_F(la, calls_on_destroyed_context)
 	EXPECT_EQ(0, memcmp(self->buf, self->back, BS));
 }
 
-struct destroy_arg {
+/* A libaio call made on a thread of its own: its context, result, end. */
+struct ctx_call {
 	io_context_t ctx;
 	int ret;
 	sem_t done;
@@ -703,7 +704,7 @@ struct destroy_arg {
 
 static void *destroy_main(void *arg)
 {
-	struct destroy_arg *d = arg;
+	struct ctx_call *d = arg;
 
 	d->ret = io_destroy(d->ctx);
 	sem_post(&d->done);
@@ -712,7 +713,7 @@ static void *destroy_main(void *arg)
 
 static void *setup_main(void *arg)
 {
-	struct destroy_arg *d = arg;
+	struct ctx_call *d = arg;
 
 	d->ret = io_setup(4, &d->ctx);
 	if (!d->ret)
@@ -729,7 +730,7 @@ static void *setup_main(void *arg)
  */
 TEST_F(la, destroy_wait_blocks_no_other_context)
 {
-	struct destroy_arg d = { 0 }, o = { 0 };
+	struct ctx_call d = { 0 }, o = { 0 };
 	struct iocb *one[1] = { &self->w };
 	pthread_t td, to;
 	char c;
@@ -757,15 +758,9 @@ TEST_F(la, destroy_wait_blocks_no_other_context)
 	afs_stall_destroy(&self->stall);
 }
 
-struct waiter_arg {
-	io_context_t ctx;
-	int ret;
-	sem_t done;
-};
-
 static void *wait_one(void *arg)
 {
-	struct waiter_arg *w = arg;
+	struct ctx_call *w = arg;
 	struct io_event ev;
 
 	w->ret = io_getevents(w->ctx, 1, 1, &ev, NULL);
@@ -780,7 +775,7 @@ static void *wait_one(void *arg)
  */
 TEST_F(la, destroy_wakes_waiting_reaper)
 {
-	struct waiter_arg w = { 0 };
+	struct ctx_call w = { 0 };
 	pthread_t t;
 
 	ASSERT_EQ(0, sem_init(&w.done, 0, 0));
