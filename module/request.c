@@ -68,8 +68,16 @@ static int aiofsync_check_req(const struct aiofsync_req *r)
 	}
 }
 
-/* What the file must allow, as pwrite(2), pread(2) and fsync(2) check it. */
-static int aiofsync_check_file(const struct file *file, u32 opcode)
+/*
+ * What the file must allow, as pwrite(2), pread(2) and fsync(2) check it.
+ * AIOFSYNC_REQ_NO_APPEND refuses a WRITE to an O_APPEND file: appends land
+ * in the order the writes run, and writes to one file run concurrently, so
+ * a caller that must keep them in call order (POSIX AIO on one descriptor)
+ * learns it here, without an fcntl(F_GETFL) of its own before each submit.
+ * f_flags is read unlocked, as the write path reads it: a concurrent
+ * fcntl(F_SETFL) may or may not be seen, as with that fcntl(F_GETFL).
+ */
+static int aiofsync_check_file(const struct file *file, u32 opcode, u32 flags)
 {
 	switch (opcode) {
 	case AIOFSYNC_OP_FSYNC:
@@ -81,6 +89,9 @@ static int aiofsync_check_file(const struct file *file, u32 opcode)
 		if (!(file->f_mode & FMODE_WRITE))
 			return -EBADF;
 		if (!(file->f_mode & FMODE_CAN_WRITE) || !file->f_op->write_iter)
+			return -EINVAL;
+		if ((flags & AIOFSYNC_REQ_NO_APPEND) &&
+		    (READ_ONCE(file->f_flags) & O_APPEND))
 			return -EINVAL;
 		return file->f_mode & FMODE_PWRITE ? 0 : -ESPIPE;
 	default:
@@ -219,7 +230,7 @@ static int aiofsync_submit_one(struct aiofsync_ctx *ctx,
 	file = fget(r->fd);
 	if (!file)
 		return -EBADF;
-	ret = aiofsync_check_file(file, r->opcode);
+	ret = aiofsync_check_file(file, r->opcode, r->flags);
 	if (ret)
 		goto out_fput;
 	if (r->flags & AIOFSYNC_REQ_EVENTFD) {

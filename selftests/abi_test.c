@@ -289,6 +289,60 @@ TEST_F(abi, write_append_fsize_limit)
 	close(fd);
 }
 
+/* AIOFSYNC_REQ_NO_APPEND: an O_APPEND file's WRITE is refused, untouched. */
+TEST_F(abi, no_append_refuses_append_write)
+{
+	int fd = afs_tmpfile("noappend", O_RDWR | O_APPEND);
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, fd, 0,
+					sizeof(self->buf), self->buf, 1);
+
+	ASSERT_LE(0, fd);
+	w.flags = AIOFSYNC_REQ_NO_APPEND;
+	EXPECT_REFUSED(EINVAL, w);
+	EXPECT_EQ(0, file_size(fd));
+	close(fd);
+}
+
+/* ... and the flag changes nothing for other files and other opcodes. */
+TEST_F(abi, no_append_accepts_the_rest)
+{
+	int fd = afs_tmpfile("noappend-sync", O_RDWR | O_APPEND);
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, sizeof(self->buf),
+			self->buf, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, fd, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_READ, fd, 0, sizeof(self->buf),
+			self->buf, 3),
+	};
+	struct aiofsync_event ev[3];
+	int i;
+
+	ASSERT_LE(0, fd);
+	for (i = 0; i < 3; i++)
+		reqs[i].flags = AIOFSYNC_REQ_NO_APPEND;
+	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(3, afs_reap(self->dev, ev, 3, 3, AIOFSYNC_TIMEOUT_INFINITE));
+	for (i = 0; i < 3; i++) {
+		long want = ev[i].user_tag == 1 ? sizeof(self->buf) : 0;
+
+		EXPECT_EQ(want, ev[i].res);
+	}
+	EXPECT_EQ(sizeof(self->buf), file_size(self->fd));
+	close(fd);
+}
+
+/* O_APPEND set after open (fcntl F_SETFL) is seen at submit too. */
+TEST_F(abi, no_append_sees_setfl)
+{
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->fd, 0,
+					sizeof(self->buf), self->buf, 1);
+
+	w.flags = AIOFSYNC_REQ_NO_APPEND;
+	ASSERT_EQ(0, fcntl(self->fd, F_SETFL, O_APPEND));
+	EXPECT_REFUSED(EINVAL, w);
+	EXPECT_EQ(0, file_size(self->fd));
+}
+
 TEST_F(abi, fdatasync_with_range)
 {
 	struct aiofsync_req reqs[2] = {

@@ -33,7 +33,8 @@ enum aiofsync_opcode {
 
 /* Request flags (struct aiofsync_req.flags). */
 #define AIOFSYNC_REQ_EVENTFD	0x1		/* signal eventfd @resfd on completion */
-#define AIOFSYNC_REQ_FLAGS_ALL	(AIOFSYNC_REQ_EVENTFD)
+#define AIOFSYNC_REQ_NO_APPEND	0x2		/* WRITE: EINVAL if fd is O_APPEND */
+#define AIOFSYNC_REQ_FLAGS_ALL	(AIOFSYNC_REQ_EVENTFD | AIOFSYNC_REQ_NO_APPEND)
 
 /* Largest priority: like aio_reqprio, a larger value is served later. */
 #define AIOFSYNC_PRIO_MAX	20
