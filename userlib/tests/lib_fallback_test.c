@@ -150,15 +150,28 @@ TEST_F(fb, blocked_descriptor_does_not_block_others)
 	close(q[1]);
 }
 
-/* O_APPEND: appends land in the order of the calls. */
-TEST_F(fb, append_in_call_order)
+/*
+ * O_APPEND: appends land in the order of the calls. With @open_first, the
+ * device context is open before the first append, so every append is
+ * refused by the device (AIOFSYNC_REQ_NO_APPEND) rather than seen by
+ * fcntl(), and must still reach the helpers in order.
+ */
+static void appends_in_call_order(struct __test_metadata *_metadata,
+				  bool open_first)
 {
 	int fd = lt_tmpfile("append", O_RDWR | O_APPEND);
+	int other = lt_tmpfile("append-other", O_RDWR);
 	struct aiocb cbs[32], s;
 	char chunk[32][64], c;
 	int i;
 
 	ASSERT_LE(0, fd);
+	ASSERT_LE(0, other);
+	if (open_first) {
+		lt_prep(&s, other, NULL, 0, 0);
+		ASSERT_EQ(0, aio_fsync(O_SYNC, &s));
+		ASSERT_EQ(0, lt_wait(&s));
+	}
 	for (i = 0; i < 32; i++) {
 		memset(chunk[i], ' ' + i, sizeof(chunk[i]));
 		lt_prep(&cbs[i], fd, chunk[i], sizeof(chunk[i]), 0);
@@ -172,7 +185,18 @@ TEST_F(fb, append_in_call_order)
 		ASSERT_EQ(1, pread(fd, &c, 1, (off_t)i * 64));
 		EXPECT_EQ(' ' + i, c);
 	}
+	close(other);
 	close(fd);
+}
+
+TEST_F(fb, append_in_call_order)
+{
+	appends_in_call_order(_metadata, false);
+}
+
+TEST_F(fb, append_in_call_order_context_open)
+{
+	appends_in_call_order(_metadata, true);
 }
 
 /*

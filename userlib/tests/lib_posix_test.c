@@ -280,6 +280,84 @@ TEST_F(posix, error_and_return_make_no_syscall)
 	EXPECT_EQ(0, WEXITSTATUS(status));
 }
 
+/* Open the process's device context: one request, waited for. */
+static void open_context(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(posix) *self)
+{
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	ASSERT_EQ(0, lt_wait(&self->s));
+}
+
+/*
+ * Once the context is open, the device checks the descriptor in the submit
+ * (AIOFSYNC_REQ_NO_APPEND): the errors are still glibc's, at call time.
+ */
+TEST_F(posix, ebadf_at_call_time_once_open)
+{
+	int rdonly = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int wronly = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int opath = open(".", O_PATH | O_CLOEXEC);
+	struct aiocb cb;
+
+	ASSERT_LE(0, rdonly);
+	ASSERT_LE(0, wronly);
+	ASSERT_LE(0, opath);
+	open_context(_metadata, self);
+
+	lt_prep(&cb, -1, self->buf, BS, 0);
+	EXPECT_EQ(-1, aio_write(&cb));
+	EXPECT_EQ(EBADF, errno);
+	lt_prep(&cb, 1000000, NULL, 0, 0);
+	EXPECT_EQ(-1, aio_fsync(O_DSYNC, &cb));
+	EXPECT_EQ(EBADF, errno);
+	lt_prep(&cb, rdonly, self->buf, BS, 0);
+	EXPECT_EQ(-1, aio_write(&cb));
+	EXPECT_EQ(EBADF, errno);
+	EXPECT_EQ(-1, aio_fsync(O_SYNC, &cb));
+	EXPECT_EQ(EBADF, errno);
+	lt_prep(&cb, wronly, self->back, BS, 0);
+	EXPECT_EQ(-1, aio_read(&cb));
+	EXPECT_EQ(EBADF, errno);
+	lt_prep(&cb, opath, NULL, 0, 0);
+	EXPECT_EQ(-1, aio_fsync(O_SYNC, &cb));
+	EXPECT_EQ(EBADF, errno);
+	close(opath);
+	close(wronly);
+	close(rdonly);
+}
+
+/*
+ * Once the context is open, a write and a sync are one system call each:
+ * with fcntl() failing on this thread (a seccomp filter), they still work.
+ */
+TEST_F(posix, submit_makes_no_fcntl_once_open)
+{
+	struct sock_filter no_fcntl[] = {
+		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),	/* nr */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fcntl, 0, 1),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+	};
+	struct sock_fprog prog = { 4, no_fcntl };
+
+	open_context(_metadata, self);
+	/* This thread only: the reaper thread is not filtered. */
+	ASSERT_EQ(0, prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0));
+	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog))
+		SKIP(return, "no seccomp filters in this kernel (CONFIG_SECCOMP_FILTER)");
+	ASSERT_EQ(-1, fcntl(self->fd, F_GETFL));
+	ASSERT_EQ(EPERM, errno);
+
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, aio_fsync(O_DSYNC, &self->s));
+	EXPECT_EQ(0, lt_wait(&self->s));
+	EXPECT_EQ(0, lt_wait(&self->w));
+	EXPECT_EQ(BS, aio_return(&self->w));
+	ASSERT_EQ(0, aio_read(&self->r));
+	EXPECT_EQ(0, lt_wait(&self->r));
+	EXPECT_EQ(0, memcmp(self->buf, self->back, BS));
+}
+
 struct hammer {
 	int fd, id, bad;
 };
