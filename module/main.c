@@ -29,20 +29,26 @@ MODULE_PARM_DESC(max_ctx_active,
 		 "READ/WRITE requests of one context running at once; the others wait in priority order");
 
 /*
- * READ/WRITE requests run on a per-CPU workqueue: on the CPU that queued
- * them, where the submitter's data is warm, and a worker that blocks on I/O
- * lets the pool start another. (An unbound queue cost a cross-CPU hand-off
- * per request: 4 to 10 times the CPU per request — bench/ANALYSIS.md.)
+ * READ/WRITE requests run on an unbound workqueue. On a per-CPU one, the
+ * writes of every file queued from one CPU ran one after the other on that
+ * CPU's worker (a page-cache write rarely sleeps, so the pool starts no
+ * second one), the syncs behind them became ready spread out in time, and
+ * the filesystem merged fewer of them into one journal commit or log force.
+ * Side by side in one boot (bench cells, 6 repetitions, W1 with 4 to 64
+ * files): 0.13 instead of 0.20 flushes per commit on ext4 at 64 files,
+ * 0.45 instead of 0.64 on xfs, fewer in 7 of 8 cells; W2's group commit
+ * the same on ext4, a little weaker on xfs (64 threads: 0.11 instead of
+ * 0.075 flushes per commit). Its max_active is the largest allowed: as many writes may
+ * be blocked (on I/O, on a page fault) as on the per-CPU queue of a small
+ * machine.
  *
- * Flushes have an unbound queue of their own. A flush mostly waits for
- * the disk, so a hand-off costs little beside it; on the submitter's CPU
- * the flushes of many files would wait behind that CPU's stream of writes
- * and start spread out in time, and the filesystem could merge fewer of
- * them into one journal commit. Measured in the guest (bench, W1 with 16
- * and 64 files): 1.28 and 1.65 times the commits per second of a per-CPU
- * flush queue, at the price of about 140 us more latency for a lone sync
- * of a clean file. A flood of writes never keeps a ready fsync from
- * starting either way.
+ * Flushes have an unbound queue of their own, for the same reason: on the
+ * submitter's CPU the flushes of many files would wait behind that CPU's
+ * stream of writes and start spread out in time. Measured in the guest
+ * (bench, W1 with 16 and 64 files): 1.28 and 1.65 times the commits per
+ * second of a per-CPU flush queue, at the price of about 140 us more
+ * latency for a lone sync of a clean file. A flood of writes never keeps a
+ * ready fsync from starting either way.
  */
 struct workqueue_struct *aiofsync_wq;
 struct workqueue_struct *aiofsync_flush_wq;
@@ -136,7 +142,8 @@ static int __init aiofsync_init(void)
 	int ret;
 
 	aiofsync_order_init();
-	aiofsync_wq = alloc_workqueue("aiofsync_io", 0, 0);
+	aiofsync_wq = alloc_workqueue("aiofsync_io", WQ_UNBOUND,
+				      WQ_UNBOUND_MAX_ACTIVE);
 	if (!aiofsync_wq)
 		return -ENOMEM;
 	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush", WQ_UNBOUND, 0);
