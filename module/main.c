@@ -38,9 +38,9 @@ MODULE_PARM_DESC(max_ctx_active,
  * files): 0.13 instead of 0.20 flushes per commit on ext4 at 64 files,
  * 0.45 instead of 0.64 on xfs, fewer in 7 of 8 cells; W2's group commit
  * the same on ext4, a little weaker on xfs (64 threads: 0.11 instead of
- * 0.075 flushes per commit). Its max_active is the largest allowed: as many writes may
- * be blocked (on I/O, on a page fault) as on the per-CPU queue of a small
- * machine.
+ * 0.075 flushes per commit). Its max_active is the largest allowed: as
+ * many writes may be blocked (on I/O, on a page fault) as on the per-CPU
+ * queue of a small machine.
  *
  * Flushes have an unbound queue of their own, for the same reason: on the
  * submitter's CPU the flushes of many files would wait behind that CPU's

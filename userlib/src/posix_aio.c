@@ -10,13 +10,14 @@
  * bumps the completion sequence that aio_suspend() and friends sleep on,
  * and only then notifies (aio_sigevent, copied before publishing).
  *
- * Submission takes no lock: checks, one ioctl (two before the context is
- * open, or on a device without AIOFSYNC_REQ_NO_APPEND: an fcntl first). The device orders an fsync
- * behind every write to the same file submitted before it, so aio_fsync()
- * only has to submit. What the device refuses by the nature of the file
- * (ESPIPE, EINVAL) or of the buffer (EFAULT), and writes to O_APPEND
- * descriptors (appends must land in call order, which only a per-descriptor
- * queue gives), go to the helper threads of fallback.c instead.
+ * Submission takes no lock: checks, one ioctl (before the context is open,
+ * or on a device without AIOFSYNC_REQ_NO_APPEND, an fcntl first). The
+ * device orders an fsync behind every write to the same file submitted
+ * before it, so aio_fsync() only has to submit. What the device refuses by
+ * the nature of the file (ESPIPE, EINVAL) or of the buffer (EFAULT), and
+ * writes to O_APPEND descriptors (appends must land in call order, which
+ * only a per-descriptor queue gives), go to the helper threads of
+ * fallback.c instead.
  */
 #include <errno.h>
 #include <fcntl.h>
