@@ -7,7 +7,9 @@
  *
  *  - READ and WRITE wait in the context's priority queues until the context
  *    has a free execution slot, then run on the workqueue in the submitter's
- *    address space and with its credentials (request.c).
+ *    address space and with its credentials (request.c). A buffered WRITE
+ *    runs on its inode's writer, which runs the inode's writes one after the
+ *    other (order.c); the others run on a work item each.
  *  - FSYNC and FDATASYNC wait in the per-inode state (struct aiofsync_inode)
  *    until every WRITE to the inode submitted before them has finished, then
  *    join the next flush of that inode; one flush serves every sync that was
@@ -19,10 +21,12 @@
  *
  * Locks, outermost first:
  *   aiofsync_ctx.lock    the context's queues, lists and counts
- *   aiofsync_inode.lock  an inode's write list, sync queues and flush state
+ *   aiofsync_inode.lock  an inode's write list, sync queues, flush state and
+ *                        writer queue
  *   inode table bucket   the hash chain and the reference counts of entries
- * Cancellation takes ctx.lock, then inode.lock; nothing takes them the other
- * way round. Completion takes ctx.lock alone.
+ * Submission, dispatch and cancellation take ctx.lock, then inode.lock;
+ * nothing takes them the other way round. Completion takes inode.lock, drops
+ * it, then takes ctx.lock (and dispatches under it).
  */
 #ifndef AIOFSYNC_INTERNAL_H
 #define AIOFSYNC_INTERNAL_H
@@ -83,7 +87,9 @@ struct aiofsync_request {
 	/* In ctx->active until completed, then in ctx->done; ctx->lock. */
 	struct list_head ctx_node;
 	/*
-	 * READ/WRITE: in ctx->pending[prio] while QUEUED (ctx->lock).
+	 * READ/WRITE: in ctx->pending[prio] while QUEUED (ctx->lock); a
+	 * buffered WRITE then in ainode->run until its writer takes it
+	 * (ainode->lock).
 	 * FSYNC/FDATASYNC: in ainode->waiting or ainode->ready while QUEUED,
 	 * then in a flush batch (ainode->lock).
 	 */
@@ -131,6 +137,7 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags);
 /* request.c */
 long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg);
 void aiofsync_request_drop_refs(struct aiofsync_request *req);
+void aiofsync_rw_run(struct aiofsync_request *req);
 
 /* order.c */
 void aiofsync_order_init(void);
@@ -139,6 +146,7 @@ int aiofsync_order_attach(struct aiofsync_request *req);
 void aiofsync_order_submit(struct aiofsync_request *req);
 void aiofsync_order_put(struct aiofsync_inode *ai);
 void aiofsync_order_write_done(struct aiofsync_request *req);
+bool aiofsync_order_run_write(struct aiofsync_request *req);
 bool aiofsync_order_cancel_sync(struct aiofsync_request *req);
 
 /* stats.c */

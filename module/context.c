@@ -73,7 +73,9 @@ void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
 			list_del_init(&req->queue_node);
 			req->state = AIOFSYNC_RUNNING;
 			ctx->nr_running++;
-			queue_work(aiofsync_wq, &req->work);
+			if (req->ev.opcode != AIOFSYNC_OP_WRITE ||
+			    !aiofsync_order_run_write(req))
+				queue_work(aiofsync_wq, &req->work);
 		}
 	}
 }

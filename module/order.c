@@ -14,6 +14,17 @@
  * of them are FDATASYNC). That is group commit: with N threads syncing one
  * file, about two flushes are in the air instead of N.
  *
+ * Buffered WRITEs of an inode, once their context lets them run, are run by
+ * the inode's writer, one after the other in dispatch order, as io_uring's
+ * io-wq serialises buffered writes to one regular file. The filesystem runs
+ * them one at a time anyway (ext4 and xfs hold the inode lock across a
+ * buffered write): a work item per write only woke a worker for each, to
+ * queue on that lock. Measured in the guest (bench, ext4, 3 boots of 5 to 8
+ * repetitions, the old and the new way switched between cells): CPU per
+ * commit fell in every W1 cell, by 6 to 26%, the most where many commits of
+ * one file are in flight. O_DIRECT writes keep a work item each: they may
+ * run concurrently on one file and wait on the disk.
+ *
  * The state lives in a small hash table keyed by the inode, as long as a
  * request refers to it: the files of the requests keep the inode itself alive.
  */
@@ -36,6 +47,9 @@ struct aiofsync_inode {
 	struct list_head ready;		/* syncs for the next flush */
 	bool flushing;			/* flush_work queued or running */
 	struct work_struct flush_work;
+	struct list_head run;		/* dispatched WRITEs for write_work */
+	bool writing;			/* write_work queued or running */
+	struct work_struct write_work;
 };
 
 #define AIOFSYNC_INODE_HASH_BITS	8
@@ -65,6 +79,7 @@ static struct aiofsync_inode *aiofsync_inode_find(struct aiofsync_bucket *b,
 }
 
 static void aiofsync_flush_work(struct work_struct *work);
+static void aiofsync_write_work(struct work_struct *work);
 
 static struct aiofsync_inode *aiofsync_inode_get(const struct inode *inode)
 {
@@ -88,6 +103,8 @@ static struct aiofsync_inode *aiofsync_inode_get(const struct inode *inode)
 	INIT_LIST_HEAD(&fresh->waiting);
 	INIT_LIST_HEAD(&fresh->ready);
 	INIT_WORK(&fresh->flush_work, aiofsync_flush_work);
+	INIT_LIST_HEAD(&fresh->run);
+	INIT_WORK(&fresh->write_work, aiofsync_write_work);
 
 	spin_lock(&b->lock);
 	ai = aiofsync_inode_find(b, inode);
@@ -114,8 +131,9 @@ void aiofsync_order_put(struct aiofsync_inode *ai)
 	}
 	hlist_del(&ai->hnode);
 	spin_unlock(&b->lock);
-	WARN_ON_ONCE(ai->flushing || !list_empty(&ai->writes) ||
-		     !list_empty(&ai->waiting) || !list_empty(&ai->ready));
+	WARN_ON_ONCE(ai->flushing || ai->writing || !list_empty(&ai->writes) ||
+		     !list_empty(&ai->waiting) || !list_empty(&ai->ready) ||
+		     !list_empty(&ai->run));
 	/* Freeing from the flush work itself is allowed by the workqueue. */
 	kfree(ai);
 }
@@ -179,6 +197,58 @@ void aiofsync_order_write_done(struct aiofsync_request *req)
 	}
 	aiofsync_kick_flush(ai);
 	spin_unlock(&ai->lock);
+}
+
+/*
+ * Hand a WRITE that its context has let run (and that can no longer be
+ * cancelled) to its inode's writer. Called with the context's lock held.
+ * Returns false for a write that must run on a work item of its own.
+ */
+bool aiofsync_order_run_write(struct aiofsync_request *req)
+{
+	struct aiofsync_inode *ai = req->ainode;
+
+	if (req->file->f_flags & O_DIRECT)
+		return false;
+	spin_lock(&ai->lock);
+	list_add_tail(&req->queue_node, &ai->run);
+	if (!ai->writing) {
+		ai->writing = true;
+		refcount_inc(&ai->ref);
+		queue_work(aiofsync_wq, &ai->write_work);
+	}
+	spin_unlock(&ai->lock);
+	return true;
+}
+
+/* Writes the writer runs before it gives its worker back to the queue. */
+#define AIOFSYNC_WRITER_BATCH	16
+
+static void aiofsync_write_work(struct work_struct *work)
+{
+	struct aiofsync_inode *ai = container_of(work, struct aiofsync_inode,
+						 write_work);
+	struct aiofsync_request *req;
+	unsigned int n;
+
+	for (n = 0; n < AIOFSYNC_WRITER_BATCH; n++) {
+		spin_lock(&ai->lock);
+		req = list_first_entry_or_null(&ai->run, struct aiofsync_request,
+					       queue_node);
+		if (!req) {
+			ai->writing = false;
+			spin_unlock(&ai->lock);
+			aiofsync_order_put(ai);
+			return;
+		}
+		list_del_init(&req->queue_node);
+		spin_unlock(&ai->lock);
+		/* Finishing it may dispatch more writes to this writer. */
+		aiofsync_rw_run(req);
+		cond_resched();
+	}
+	/* Requeue rather than loop: one busy inode must not hold a worker. */
+	queue_work(aiofsync_wq, &ai->write_work);
 }
 
 /*

@@ -179,12 +179,15 @@ static ssize_t aiofsync_do_rw(struct aiofsync_request *req)
 	return ret;
 }
 
+/* Run a READ/WRITE and complete it, on a worker (a work item or a writer). */
+void aiofsync_rw_run(struct aiofsync_request *req)
+{
+	aiofsync_finish(req, aiofsync_do_rw(req), 0);
+}
+
 static void aiofsync_rw_work(struct work_struct *work)
 {
-	struct aiofsync_request *req = container_of(work, struct aiofsync_request,
-						    work);
-
-	aiofsync_finish(req, aiofsync_do_rw(req), 0);
+	aiofsync_rw_run(container_of(work, struct aiofsync_request, work));
 }
 
 /*
