@@ -20,6 +20,7 @@ FIXTURE(order)
 	int dev;
 	int a, b;
 	struct afs_stall stall;
+	struct afs_stall later;	/* only for the tests that stall two writes */
 	struct afs_dmfs fs;	/* only for the tests that stall a flush */
 };
 
@@ -32,11 +33,14 @@ FIXTURE_SETUP(order)
 	self->b = afs_tmpfile("b", O_RDWR);
 	ASSERT_LE(0, self->b);
 	ASSERT_EQ(0, afs_stall_init(&self->stall, LEN));
+	self->later.uffd = -1;
 }
 
 FIXTURE_TEARDOWN(order)
 {
 	afs_stall_destroy(&self->stall);
+	if (self->later.uffd >= 0)
+		afs_stall_destroy(&self->later);
 	close(self->dev);
 	close(self->a);
 	close(self->b);
@@ -156,6 +160,49 @@ TEST_F(order, later_write_not_held_back)
 	EXPECT_EQ(0, ev[1].res);
 	free(buf);
 	close(d);
+}
+
+/*
+ * Buffered writes of one file run one after the other on the inode's
+ * writer, and a sync made ready while the writer has more writes queued
+ * waits for them, to share their flush. A later write that stalls must
+ * still not hold the sync back for long: the sync completes while that
+ * write is blocked. The first write stalls too, so that the second is
+ * queued behind it when it finishes.
+ */
+TEST_F(order, later_buffered_write_stalled_not_holding_sync)
+{
+	struct afs_stall *later = &self->later;
+	struct aiofsync_req reqs[4] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_WRITE, self->a, LEN, LEN, NULL, 3),
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 4),
+	};
+	struct aiofsync_event ev[4];
+
+	ASSERT_EQ(0, afs_stall_init(later, LEN));
+	reqs[2].addr = (uintptr_t)later->addr;
+	ASSERT_EQ(4, afs_submit(self->dev, reqs, 4));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	ASSERT_TRUE(nothing_within(self->dev, 100));
+
+	/* The first write finishes; the writer moves on to the second. */
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'e'));
+	ASSERT_EQ(0, afs_stall_wait_fault(later, 5000));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 4, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(LEN, ev[0].res);
+	EXPECT_EQ(2, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
+	ASSERT_TRUE(nothing_within(self->dev, 200));
+
+	ASSERT_EQ(0, afs_stall_release(later, 'l'));
+	ASSERT_EQ(2, afs_reap(self->dev, ev, 2, 4, 5000 * AFS_MS));
+	EXPECT_EQ(3, ev[0].user_tag);
+	EXPECT_EQ(LEN, ev[0].res);
+	EXPECT_EQ(4, ev[1].user_tag);
+	EXPECT_EQ(0, ev[1].res);
 }
 
 /* A write to another file is not held back by a stalled write to A. */
