@@ -530,7 +530,8 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
  * Turn @n device events into io_events in place: both are 32 bytes, and the
  * device wrote them where the program asked, so it checked the array.
  */
-static int afs_events_convert(struct io_context *ctx, void *events, int n)
+static int afs_events_convert(struct io_context *ctx, void *events, int n,
+			      bool *woken)
 {
 	struct aiofsync_event ev;
 	struct io_event out;
@@ -543,6 +544,8 @@ static int afs_events_convert(struct io_context *ctx, void *events, int n)
 		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
 		idx = (uint32_t)(ev.user_tag >> 1);
 		/* Slot 0: io_destroy()'s wake-up marker, no request's. */
+		if (!idx)
+			*woken = true;
 		if (!idx || idx > ctx->nslots)
 			continue;
 		s = &ctx->slot[idx];
@@ -556,21 +559,33 @@ static int afs_events_convert(struct io_context *ctx, void *events, int n)
 	return got;
 }
 
+/*
+ * Take up to @nr events, waiting for @min_nr (0 or 1) at most @timeout_ns.
+ * Events, or -errno: -EINVAL once io_destroy() woke us with nothing else,
+ * as the kernel's waiters get it.
+ */
 static int afs_reap(struct io_context *ctx, long min_nr, long nr,
 		    void *events, uint64_t timeout_ns)
 {
+	bool woken = false;
 	int n;
 
 	if (nr > INT_MAX)
 		nr = INT_MAX;
 	n = afs_dev_reap(ctx->dev, events, (unsigned int)min_nr,
 			 (unsigned int)nr, timeout_ns);
-	if (n > 0) {
-		n = afs_events_convert(ctx, events, n);
-		/* Woken by io_destroy() with nothing else: as the kernel. */
-		if (!n && atomic_load(&ctx->dead))
-			n = -EINVAL;
-	}
+	if (n <= 0)
+		return n;
+	n = afs_events_convert(ctx, events, n, &woken);
+	/*
+	 * io_destroy() posts one marker; whoever takes it posts another for
+	 * the next waiter, so that every thread waiting on the context wakes
+	 * (one left over is dropped with the context).
+	 */
+	if (woken && atomic_load(&ctx->dead))
+		afs_dev_post_marker(ctx->dev, 0, -1);
+	if (!n && atomic_load(&ctx->dead))
+		n = -EINVAL;
 	return n;
 }
 
@@ -596,17 +611,55 @@ static uint64_t afs_timeout_ns(const struct timespec *ts)
 	return ns > INT64_MAX ? 0 : ns;
 }
 
-/* The same, for ppoll() (NULL: forever). */
-static struct timespec *afs_timeout_ts(const struct timespec *ts,
-				       struct timespec *out)
+/* A wait in nanoseconds as a relative timespec (NULL: forever). */
+static struct timespec *afs_timeout_ts_ns(uint64_t ns, struct timespec *out)
 {
-	uint64_t ns = afs_timeout_ns(ts);
-
 	if (ns == AIOFSYNC_TIMEOUT_INFINITE)
 		return NULL;
 	out->tv_sec = (time_t)(ns / AFS_NS_PER_SEC);
 	out->tv_nsec = (long)(ns % AFS_NS_PER_SEC);
 	return out;
+}
+
+/* The same, for ppoll() (NULL: forever). */
+static struct timespec *afs_timeout_ts(const struct timespec *ts,
+				       struct timespec *out)
+{
+	return afs_timeout_ts_ns(afs_timeout_ns(ts), out);
+}
+
+/*
+ * io_getevents(): the device's wait for @min_nr events would not end for
+ * io_destroy()'s marker alone, so a wait for more than one is made of waits
+ * for one, until @min_nr are taken, the deadline passes or a signal comes.
+ * The kernel's waiter also wakes at every completion to count, so this
+ * costs a system call per wake-up, not a wake-up.
+ */
+static int afs_getevents_wait(struct io_context *ctx, long min_nr, long nr,
+			      struct io_event *events, uint64_t timeout_ns)
+{
+	struct afs_deadline deadline;
+	struct timespec left, rel;
+	uint64_t wait_ns = timeout_ns;
+	long got = 0;
+	int n;
+
+	if (min_nr <= 1)
+		return afs_reap(ctx, min_nr, nr, events, timeout_ns);
+	afs_deadline_init(&deadline, afs_timeout_ts_ns(timeout_ns, &rel));
+	for (;;) {
+		n = afs_reap(ctx, 1, nr - got, events + got, wait_ns);
+		if (n < 0)
+			return got ? (int)got : n;
+		got += n;
+		if (got >= min_nr || atomic_load(&ctx->dead) ||
+		    !afs_deadline_left(&deadline, &left))
+			break;
+		if (!deadline.forever)
+			wait_ns = (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
+				  (uint64_t)left.tv_nsec;
+	}
+	return got ? (int)got : (atomic_load(&ctx->dead) ? -EINVAL : 0);
 }
 
 /* The arguments, then a reference on the context: 0 or -EINVAL. */
@@ -625,7 +678,8 @@ static int afs_io_getevents(io_context_t ctx, long min_nr, long nr,
 	if (ret)
 		return ret;
 	if (nr)
-		ret = afs_reap(ctx, min_nr, nr, events, afs_timeout_ns(timeout));
+		ret = afs_getevents_wait(ctx, min_nr, nr, events,
+					 afs_timeout_ns(timeout));
 	afs_ctx_put(ctx);
 	return ret;
 }

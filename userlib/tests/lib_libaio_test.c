@@ -768,6 +768,49 @@ static void *wait_one(void *arg)
 	return NULL;
 }
 
+static void *wait_three(void *arg)
+{
+	struct ctx_call *w = arg;
+	struct io_event ev[3];
+
+	w->ret = io_getevents(w->ctx, 3, 3, ev, NULL);
+	sem_post(&w->done);
+	return NULL;
+}
+
+/*
+ * Start a thread per @waiter on one context with nothing in flight, let
+ * them block, destroy the context: each must wake with -EINVAL.
+ */
+static void destroy_wakes(struct __test_metadata *_metadata,
+			  void *(*const waiter[])(void *), int n)
+{
+	struct ctx_call w[3];
+	pthread_t t[3];
+	io_context_t ctx = NULL;
+	int i;
+
+	ASSERT_GE(3, n);
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	for (i = 0; i < n; i++) {
+		w[i].ctx = ctx;
+		w[i].ret = 0;
+		ASSERT_EQ(0, sem_init(&w[i].done, 0, 0));
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, waiter[i], &w[i]));
+	}
+	usleep(100 * 1000);	/* let them block */
+	for (i = 0; i < n; i++)
+		EXPECT_NE(0, sem_trywait(&w[i].done))
+			TH_LOG("io_getevents() %d did not wait", i);
+	EXPECT_EQ(0, io_destroy(ctx));
+	for (i = 0; i < n; i++) {
+		ASSERT_EQ(0, lt_sem_wait(&w[i].done))
+			TH_LOG("waiter %d was not woken", i);
+		pthread_join(t[i], NULL);
+		EXPECT_EQ(-EINVAL, w[i].ret);
+	}
+}
+
 /*
  * A thread waiting in io_getevents() with nothing in flight is woken by
  * io_destroy() and gets -EINVAL, as from the kernel's io_destroy(); it no
@@ -775,18 +818,62 @@ static void *wait_one(void *arg)
  */
 TEST_F(la, destroy_wakes_waiting_reaper)
 {
-	struct ctx_call w = { 0 };
-	pthread_t t;
+	static void *(*const waiter[])(void *) = { wait_one };
 
-	ASSERT_EQ(0, sem_init(&w.done, 0, 0));
-	ASSERT_EQ(0, io_setup(4, &w.ctx));
-	ASSERT_EQ(0, pthread_create(&t, NULL, wait_one, &w));
-	usleep(100 * 1000);	/* let it block */
-	EXPECT_NE(0, sem_trywait(&w.done)) TH_LOG("io_getevents() did not wait");
-	EXPECT_EQ(0, io_destroy(w.ctx));
-	ASSERT_EQ(0, lt_sem_wait(&w.done)) TH_LOG("the waiter was not woken");
-	pthread_join(t, NULL);
-	EXPECT_EQ(-EINVAL, w.ret);
+	destroy_wakes(_metadata, waiter, 1);
+}
+
+/* A thread waiting for several events is woken by io_destroy() as well. */
+TEST_F(la, destroy_wakes_reaper_waiting_for_several)
+{
+	static void *(*const waiter[])(void *) = { wait_three };
+
+	destroy_wakes(_metadata, waiter, 1);
+}
+
+/* Every thread waiting on the context is woken, not only the first one. */
+TEST_F(la, destroy_wakes_every_waiting_reaper)
+{
+	static void *(*const waiter[])(void *) = {
+		wait_three, wait_one, wait_one
+	};
+
+	destroy_wakes(_metadata, waiter, 3);
+}
+
+/*
+ * io_getevents() with min_nr 2 returns once two events are there, taken as
+ * they come, and not earlier: at the timeout, with the one it has.
+ */
+TEST_F(la, getevents_waits_for_min_nr)
+{
+	struct timespec ts = { 0, 200 * 1000 * 1000 }, t0, t1;
+	struct iocb *first[1] = { &self->w }, *second[1] = { &self->r };
+	struct io_event ev[3];
+	struct lt_later l;
+	long ms;
+
+	ASSERT_EQ(1, io_submit(self->ctx, 1, first));
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	EXPECT_EQ(1, io_getevents(self->ctx, 2, 3, ev, &ts));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	EXPECT_LE(190, ms) TH_LOG("returned after %ld ms with one event", ms);
+	EXPECT_EQ(&self->w, (struct iocb *)ev[0].obj);
+	EXPECT_EQ(BS, (long)ev[0].res);
+
+	/* A read's event now, the write's 200 ms later: both, in one call. */
+	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
+	self->stalled = true;
+	self->w.u.c.buf = self->stall.addr;
+	ASSERT_EQ(1, io_submit(self->ctx, 1, first));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(1, io_submit(self->ctx, 1, second));
+	ASSERT_EQ(0, lt_release_later(&l, &self->stall, 'm', 200));
+	EXPECT_EQ(2, io_getevents(self->ctx, 2, 3, ev, NULL));
+	lt_join(&l);
+	self->stalled = false;
+	afs_stall_destroy(&self->stall);
 }
 
 struct reaper_arg {
