@@ -7,6 +7,7 @@
  *   posix_aio.c    POSIX AIO (aio_*, lio_listio) and its reaper thread
  *   notify.c       sigevent checks and delivery, the SIGEV_CALLBACK thread
  *   waitcomplete.c aio_waitcomplete(): completions not yet claimed
+ *   watch.c        aio_suspend() woken by its own requests only
  *   fallback.c     helper threads for descriptors the device does not serve
  *   libaio.c       the libaio API (io_setup, io_submit, io_getevents, ...)
  *   usercopy.c     reading caller memory without risking SIGSEGV
@@ -165,6 +166,25 @@ void afs_completion_wake(void);
  */
 int afs_completion_wait(bool (*done)(void *arg), void *arg,
 			const struct afs_deadline *d, bool restart);
+
+/* ---- watch.c ----------------------------------------------------------- */
+
+/* The longest list a watch takes. */
+#define AFS_WATCH_KEYS	64
+
+struct afs_watch;
+/*
+ * Watch the non-NULL entries of @keys (aiocb pointers, compared only): a
+ * wait then ends when afs_watch_wake() names one of them. NULL when the
+ * list is too long or every watch is taken: use afs_completion_wait().
+ */
+struct afs_watch *afs_watch_start(const void *const *keys, int n);
+/* As afs_completion_wait() without restart, woken by the watched keys. */
+int afs_watch_wait(struct afs_watch *w, bool (*done)(void *arg), void *arg,
+		   const struct afs_deadline *d);
+void afs_watch_end(struct afs_watch *w);
+/* After publishing the results of @keys: wake the watches holding one. */
+void afs_watch_wake(const void *const *keys, int n);
 
 /*
  * fork(): a concern with a lock and state registers a hook once. The lock is

@@ -110,10 +110,12 @@ static void afs_posix_notify(const struct afs_note *note)
 
 static void afs_posix_complete(struct aiocb *cb, long res)
 {
+	const void *key = cb;
 	struct afs_note note;
 
 	afs_posix_finish(cb, res, &note);
 	afs_completion_wake();
+	afs_watch_wake(&key, 1);
 	afs_posix_notify(&note);
 }
 
@@ -122,7 +124,8 @@ static void *afs_posix_reaper(void *arg)
 	struct aiofsync_event ev[AFS_REAP_BATCH];
 	struct afs_note note[AFS_REAP_BATCH];
 	bool has_note[AFS_REAP_BATCH];
-	int dev = (int)(intptr_t)arg, n, i;
+	const void *done[AFS_REAP_BATCH];
+	int dev = (int)(intptr_t)arg, n, ndone, i;
 	struct afs_barrier *b;
 
 	for (;;) {
@@ -132,10 +135,12 @@ static void *afs_posix_reaper(void *arg)
 			continue;
 		if (n < 0)
 			return NULL;	/* the context is gone */
+		ndone = 0;
 		for (i = 0; i < n; i++) {
 			has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
 			if (has_note[i]) {
-				afs_posix_finish((struct aiocb *)(uintptr_t)ev[i].user_tag,
+				done[ndone] = (void *)(uintptr_t)ev[i].user_tag;
+				afs_posix_finish((struct aiocb *)done[ndone++],
 						 ev[i].res, &note[i]);
 				continue;
 			}
@@ -144,6 +149,7 @@ static void *afs_posix_reaper(void *arg)
 			atomic_store(&b->done, true);
 		}
 		afs_completion_wake();
+		afs_watch_wake(done, ndone);
 		for (i = 0; i < n; i++)
 			if (has_note[i])
 				afs_posix_notify(&note[i]);
@@ -507,6 +513,7 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 {
 	struct afs_list l = { list, nent };
 	struct afs_deadline deadline;
+	struct afs_watch *w;
 	int ret;
 
 	if (nent < 0 || (nent && !list) ||
@@ -514,7 +521,17 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 		errno = EINVAL;
 		return -1;
 	}
-	ret = afs_completion_wait(afs_list_any_done, &l, &deadline, false);
+	if (afs_list_any_done(&l))
+		return 0;
+	/* Woken only by the completions of its own list (watch.c). */
+	w = afs_watch_start((const void *const *)list, nent);
+	if (w) {
+		ret = afs_watch_wait(w, afs_list_any_done, &l, &deadline);
+		afs_watch_end(w);
+	} else {
+		ret = afs_completion_wait(afs_list_any_done, &l, &deadline,
+					  false);
+	}
 	if (ret)
 		errno = -ret;
 	return ret ? -1 : 0;

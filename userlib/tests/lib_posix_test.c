@@ -244,6 +244,145 @@ TEST_F(posix, suspend_eintr)
 	lt_join(&l);
 }
 
+/* A thread in aio_suspend() on one request, and its own thread id. */
+struct suspender {
+	const struct aiocb *cb;
+	pid_t tid;
+	int ret;
+	sem_t started, done;
+};
+
+static void *suspend_main(void *arg)
+{
+	struct suspender *sp = arg;
+	const struct aiocb *list[1] = { sp->cb };
+
+	sp->tid = gettid();
+	sem_post(&sp->started);
+	while ((sp->ret = aio_suspend(list, 1, NULL)) && errno == EINTR)
+		;
+	sem_post(&sp->done);
+	return NULL;
+}
+
+/* The thread's voluntary context switches so far (its sleeps), or -1. */
+static long voluntary_switches(pid_t tid)
+{
+	char path[64], line[128];
+	long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", tid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "voluntary_ctxt_switches: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/*
+ * A thread suspended on its request sleeps through the completions of
+ * other requests: 50 of them woke it 50 times when every completion woke
+ * every waiter.
+ */
+TEST_F(posix, suspend_not_woken_by_other_requests)
+{
+	struct suspender sp = { .cb = &self->w };
+	int other = lt_tmpfile("posix-other", O_RDWR);
+	struct aiocb cb;
+	long before, after;
+	pthread_t t;
+	int i;
+
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, sem_init(&sp.started, 0, 0));
+	ASSERT_EQ(0, sem_init(&sp.done, 0, 0));
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, pthread_create(&t, NULL, suspend_main, &sp));
+	ASSERT_EQ(0, lt_sem_wait(&sp.started));
+	usleep(100 * 1000);	/* let it sleep */
+	before = voluntary_switches(sp.tid);
+	ASSERT_LE(0, before);
+	for (i = 0; i < 50; i++) {
+		lt_prep(&cb, other, NULL, 0, 0);
+		ASSERT_EQ(0, aio_fsync(O_DSYNC, &cb));
+		ASSERT_EQ(0, lt_wait(&cb));
+		ASSERT_EQ(0, aio_return(&cb));
+	}
+	after = voluntary_switches(sp.tid);
+	EXPECT_GE(5, after - before)
+		TH_LOG("woken %ld times by 50 other completions", after - before);
+	EXPECT_NE(0, sem_trywait(&sp.done)) TH_LOG("aio_suspend() returned early");
+
+	afs_stall_release(&self->stall, 'n');
+	ASSERT_EQ(0, lt_sem_wait(&sp.done)) TH_LOG("not woken by its own request");
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, sp.ret);
+	EXPECT_EQ(0, lt_wait(&self->w));
+	afs_stall_destroy(&self->stall);
+	self->stalled = false;
+	close(other);
+}
+
+/*
+ * More threads suspended on one request than the library keeps watches for
+ * (128): those past the limit wait the other way; all of them wake.
+ */
+TEST_F(posix, suspend_many_threads_one_request)
+{
+	enum { N = 150 };
+	struct suspender *sp = calloc(N, sizeof(*sp));
+	pthread_t *t = calloc(N, sizeof(*t));
+	int i;
+
+	ASSERT_TRUE(sp && t);
+	start_stalled_write(_metadata, self);
+	for (i = 0; i < N; i++) {
+		sp[i].cb = &self->w;
+		ASSERT_EQ(0, sem_init(&sp[i].started, 0, 0));
+		ASSERT_EQ(0, sem_init(&sp[i].done, 0, 0));
+		ASSERT_EQ(0, pthread_create(&t[i], NULL, suspend_main, &sp[i]));
+	}
+	for (i = 0; i < N; i++)
+		ASSERT_EQ(0, lt_sem_wait(&sp[i].started));
+	usleep(200 * 1000);	/* let them sleep */
+	for (i = 0; i < N; i++)
+		EXPECT_NE(0, sem_trywait(&sp[i].done)) TH_LOG("thread %d returned early", i);
+
+	afs_stall_release(&self->stall, 'm');
+	for (i = 0; i < N; i++) {
+		ASSERT_EQ(0, lt_sem_wait(&sp[i].done)) TH_LOG("thread %d not woken", i);
+		pthread_join(t[i], NULL);
+		EXPECT_EQ(0, sp[i].ret);
+	}
+	EXPECT_EQ(0, lt_wait(&self->w));
+	afs_stall_destroy(&self->stall);
+	self->stalled = false;
+	free(sp);
+	free(t);
+}
+
+/* A list longer than a watch takes (64) waits the other way, and wakes. */
+TEST_F(posix, suspend_long_list)
+{
+	const struct aiocb *list[100];
+	struct lt_later l;
+	int i;
+
+	start_stalled_write(_metadata, self);
+	for (i = 0; i < 100; i++)
+		list[i] = i % 3 ? &self->w : NULL;
+	ASSERT_EQ(0, lt_release_later(&l, &self->stall, 'g', 200));
+	EXPECT_EQ(0, aio_suspend(list, 100, NULL));
+	EXPECT_EQ(0, aio_error(&self->w));
+	lt_join(&l);
+	afs_stall_destroy(&self->stall);
+	self->stalled = false;
+}
+
 /* aio_error() of a finished request is a load: no system call at all. */
 TEST_F(posix, error_and_return_make_no_syscall)
 {
