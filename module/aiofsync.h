@@ -118,6 +118,7 @@ struct aiofsync_request {
 extern unsigned int aiofsync_max_ctx_requests;
 extern unsigned int aiofsync_max_requests;
 extern unsigned int aiofsync_max_ctx_active;
+extern unsigned int aiofsync_flush_defer_us;
 
 /* main.c */
 extern struct workqueue_struct *aiofsync_wq;

@@ -28,6 +28,11 @@ module_param_named(max_ctx_active, aiofsync_max_ctx_active, uint, 0644);
 MODULE_PARM_DESC(max_ctx_active,
 		 "READ/WRITE requests of one context running at once; the others wait in priority order");
 
+unsigned int aiofsync_flush_defer_us = 2000;
+module_param_named(flush_defer_us, aiofsync_flush_defer_us, uint, 0644);
+MODULE_PARM_DESC(flush_defer_us,
+		 "Longest wait of a ready sync for its file's writer to run dry, in microseconds (one jiffy at least)");
+
 /*
  * READ/WRITE requests run on an unbound workqueue. On a per-CPU one, the
  * writes of every file queued from one CPU ran one after the other on that

@@ -152,9 +152,13 @@ void aiofsync_order_put(struct aiofsync_inode *ai)
 /*
  * How long a ready sync may be left to the writer: a queued write that
  * blocks (on a page fault, say) must not hold back a sync it is not ordered
- * before. One jiffy at least, which is about a flush here.
+ * before. flush_defer_us, 2 ms unless set; one jiffy at least, which is
+ * about a flush here.
  */
-#define AIOFSYNC_DEFER_MAX	msecs_to_jiffies(2)
+static unsigned long aiofsync_defer_max(void)
+{
+	return max(1UL, usecs_to_jiffies(READ_ONCE(aiofsync_flush_defer_us)));
+}
 
 /*
  * No ready sync is left to the writer any more. A deadline that is
@@ -178,7 +182,7 @@ static void aiofsync_drop_deadline(struct aiofsync_inode *ai)
  * unless the inode's writer has writes queued: their syncs follow at once,
  * and the writer starts the flush when it runs dry or gives its worker back,
  * so that one flush serves them too; the deadline work starts it if the
- * writer has not by AIOFSYNC_DEFER_MAX. Side by side (W2 and W1 with 4
+ * writer has not by aiofsync_defer_max(). Side by side (W2 and W1 with 4
  * commits in flight per file; 6.1, 6 repetitions, medians): on xfs 0.30 ->
  * 0.17 flushes per commit at 16 threads, 0.85 -> 0.64 at 4 files; on ext4
  * 0.24 -> 0.21 and 0.49 -> 0.48.
@@ -195,7 +199,7 @@ static void aiofsync_kick_flush(struct aiofsync_inode *ai, bool writer)
 			refcount_inc(&ai->ref);
 			/* A deadline whose cancel came too late serves as this one. */
 			if (!queue_delayed_work(aiofsync_flush_wq, &ai->deadline,
-						AIOFSYNC_DEFER_MAX))
+						aiofsync_defer_max()))
 				refcount_dec(&ai->ref);
 		}
 		return;

@@ -22,6 +22,7 @@ FIXTURE(order)
 	struct afs_stall stall;
 	struct afs_stall later;	/* only for the tests that stall two writes */
 	struct afs_dmfs fs;	/* only for the tests that stall a flush */
+	long long saved_defer;	/* flush_defer_us to restore, or -1 */
 };
 
 FIXTURE_SETUP(order)
@@ -34,6 +35,7 @@ FIXTURE_SETUP(order)
 	ASSERT_LE(0, self->b);
 	ASSERT_EQ(0, afs_stall_init(&self->stall, LEN));
 	self->later.uffd = -1;
+	self->saved_defer = -1;
 }
 
 FIXTURE_TEARDOWN(order)
@@ -45,6 +47,8 @@ FIXTURE_TEARDOWN(order)
 	close(self->a);
 	close(self->b);
 	afs_dmfs_down(&self->fs);
+	if (self->saved_defer >= 0)
+		afs_set_param("flush_defer_us", self->saved_defer);
 }
 
 /* Nothing completes within @ms. */
@@ -203,6 +207,55 @@ TEST_F(order, later_buffered_write_stalled_not_holding_sync)
 	EXPECT_EQ(LEN, ev[0].res);
 	EXPECT_EQ(4, ev[1].user_tag);
 	EXPECT_EQ(0, ev[1].res);
+}
+
+/*
+ * A sync left to the writer (ready, while a later write to the file is
+ * queued behind a stalled one) can still be cancelled, and its deadline
+ * goes with it. The deadline is set to 10 s so that the cancel cannot
+ * come after it: the cancelled event must come at once, the later sync
+ * must still complete, and nothing may be left behind (the run checks
+ * the kernel log, and kmemleak on the debug kernel).
+ */
+TEST_F(order, cancel_sync_left_to_writer)
+{
+	struct afs_stall *later = &self->later;
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN, self->stall.addr, 1),
+		afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_WRITE, self->a, LEN, LEN, NULL, 3),
+	};
+	struct aiofsync_cancel c;
+	struct aiofsync_event ev[3];
+
+	self->saved_defer = afs_param("flush_defer_us");
+	ASSERT_LE(0, self->saved_defer);
+	ASSERT_EQ(0, afs_set_param("flush_defer_us", 10 * 1000 * 1000));
+	ASSERT_EQ(0, afs_stall_init(later, LEN));
+	reqs[2].addr = (uintptr_t)later->addr;
+	ASSERT_EQ(3, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+
+	/* The first write finishes: its sync is ready, left to the writer. */
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'e'));
+	ASSERT_EQ(0, afs_stall_wait_fault(later, 5000));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	ASSERT_TRUE(nothing_within(self->dev, 200))
+		TH_LOG("the sync did not wait for the writer");
+
+	ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_TAG, 0, 2, &c));
+	EXPECT_EQ(1, c.canceled);
+	EXPECT_EQ(0, c.running);
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 1000 * AFS_MS));
+	EXPECT_EQ(2, ev[0].user_tag);
+	EXPECT_EQ(-ECANCELED, ev[0].res);
+
+	/* No flush follows that would take the deadline away instead. */
+	ASSERT_EQ(0, afs_stall_release(later, 'l'));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 5000 * AFS_MS));
+	EXPECT_EQ(3, ev[0].user_tag);
+	EXPECT_EQ(LEN, ev[0].res);
 }
 
 /* A write to another file is not held back by a stalled write to A. */
