@@ -155,9 +155,10 @@ int afs_thread_start(void *(*fn)(void *), void *arg);
 
 /*
  * "Something completed", for waiters that watch a set of requests
- * (aio_suspend, lio_listio LIO_WAIT, aio_cancel, aio_waitcomplete): a
- * sequence number bumped after completions are published, and a futex on
- * it. Waking costs two atomics while nobody waits.
+ * (lio_listio LIO_WAIT, aio_cancel, aio_waitcomplete, and aio_suspend when
+ * it has no watch, see watch.c): a sequence number bumped after
+ * completions are published, and a futex on it. Waking costs two atomics
+ * while nobody waits.
  */
 void afs_completion_wake(void);
 /*
@@ -179,12 +180,18 @@ struct afs_watch;
  * list is too long or every watch is taken: use afs_completion_wait().
  */
 struct afs_watch *afs_watch_start(const void *const *keys, int n);
-/* As afs_completion_wait() without restart, woken by the watched keys. */
+/*
+ * As afs_completion_wait() without restart, woken by the watched keys;
+ * @d must not be NULL.
+ */
 int afs_watch_wait(struct afs_watch *w, bool (*done)(void *arg), void *arg,
 		   const struct afs_deadline *d);
 void afs_watch_end(struct afs_watch *w);
-/* After publishing the results of @keys: wake the watches holding one. */
-void afs_watch_wake(const void *const *keys, int n);
+/*
+ * After publishing the results of the aiocbs at addresses @keys: wake the
+ * watches holding one.
+ */
+void afs_watch_wake(const uintptr_t *keys, int n);
 
 /*
  * fork(): a concern with a lock and state registers a hook once. The lock is

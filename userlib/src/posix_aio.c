@@ -7,8 +7,9 @@
  * AIOFSYNC_IOC_REAP. Each request carries its aiocb pointer as user_tag; the
  * reaper writes the result into the aiocb (__return_value, then
  * __error_code with release order) so that aio_error() is a plain load,
- * bumps the completion sequence that aio_suspend() and friends sleep on,
- * and only then notifies (aio_sigevent, copied before publishing).
+ * wakes the aio_suspend() callers watching those requests (watch.c) and
+ * bumps the completion sequence the other waiters sleep on, and only then
+ * notifies (aio_sigevent, copied before publishing).
  *
  * Submission takes no lock: checks, one ioctl (before the context is open,
  * or on a device without AIOFSYNC_REQ_NO_APPEND, an fcntl first). The
@@ -110,7 +111,7 @@ static void afs_posix_notify(const struct afs_note *note)
 
 static void afs_posix_complete(struct aiocb *cb, long res)
 {
-	const void *key = cb;
+	uintptr_t key = (uintptr_t)cb;
 	struct afs_note note;
 
 	afs_posix_finish(cb, res, &note);
@@ -124,7 +125,7 @@ static void *afs_posix_reaper(void *arg)
 	struct aiofsync_event ev[AFS_REAP_BATCH];
 	struct afs_note note[AFS_REAP_BATCH];
 	bool has_note[AFS_REAP_BATCH];
-	const void *done[AFS_REAP_BATCH];
+	uintptr_t done[AFS_REAP_BATCH];
 	int dev = (int)(intptr_t)arg, n, ndone, i;
 	struct afs_barrier *b;
 
@@ -139,7 +140,7 @@ static void *afs_posix_reaper(void *arg)
 		for (i = 0; i < n; i++) {
 			has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
 			if (has_note[i]) {
-				done[ndone] = (void *)(uintptr_t)ev[i].user_tag;
+				done[ndone] = (uintptr_t)ev[i].user_tag;
 				afs_posix_finish((struct aiocb *)done[ndone++],
 						 ev[i].res, &note[i]);
 				continue;
@@ -273,11 +274,18 @@ static bool afs_posix_wants_fallback(int err)
 	return err == ESPIPE || err == EINVAL || err == EFAULT;
 }
 
-/* Record a request that could not be queued. */
+/*
+ * Record a request that could not be queued; another thread may already
+ * wait for it in aio_suspend().
+ */
 static void afs_posix_not_queued(struct aiocb *cb, int err)
 {
+	uintptr_t key = (uintptr_t)cb;
+
 	cb->__return_value = -1;
 	atomic_store_explicit(afs_error_code(cb), err, memory_order_release);
+	afs_completion_wake();
+	afs_watch_wake(&key, 1);
 }
 
 /*

@@ -12,21 +12,23 @@
  * completion woke them all. glibc's aio_suspend() links a wait entry into
  * each request it watches for the same reason.
  *
- * A watch is a slot of a fixed table holding a copy of the aiocb pointers
- * (only compared, never followed: the program may free an aiocb as soon as
- * it completes) and a futex word. Whoever publishes completions calls
- * afs_watch_wake() with their aiocbs; it bumps and wakes the word of every
- * watch that holds one of them. Slots are taken and given back without a
- * lock; the keys are written under a sequence count, and a slot whose keys
- * are being rewritten while they are compared is simply woken: a wake-up
- * too many only costs the watcher one more look at its list.
+ * A watch is a slot of a fixed table holding the addresses of the aiocbs
+ * as integers (only compared, never followed: the program may free an
+ * aiocb as soon as it completes) and a futex word. Whoever publishes
+ * completions calls afs_watch_wake() with their aiocbs' addresses; it bumps
+ * and wakes the word of every watch that holds one of them. Slots are taken
+ * and given back without a lock.
  *
- * The lost wake-up is ruled out as for a futex: the watcher publishes its
- * keys, then reads its word and looks at its requests; the publisher stores
- * the results, then compares keys and bumps the word. A full fence on each
- * side between the two steps means that either the watcher sees the result,
- * or the publisher sees the keys, and then the watcher's futex_wait() finds
- * its word moved.
+ * The lost wake-up is ruled out as for a futex: the watcher takes its slot
+ * and writes its keys, then reads its word and looks at its requests; the
+ * publisher stores the results, then reads the table and bumps the word.
+ * A full fence on each side between the two steps means that either the
+ * watcher sees the result, or the publisher sees the slot taken with all of
+ * its keys, and then the watcher's futex_wait() finds its word moved. Keys
+ * the publisher reads while a slot is given back and taken again can only
+ * belong to a watcher that returned already, or to one that is bound to see
+ * the result itself: at worst a wake-up too many, which costs the watcher
+ * one more look at its list.
  *
  * A list longer than AFS_WATCH_KEYS, or a call when every slot is taken,
  * falls back to afs_completion_wait().
@@ -40,9 +42,8 @@
 
 struct afs_watch {
 	atomic_uint word;		/* futex: bumped to wake the watcher */
-	atomic_uint seq;		/* odd while the keys are rewritten */
 	atomic_int nkeys;
-	_Atomic(const void *) keys[AFS_WATCH_KEYS];
+	_Atomic uintptr_t keys[AFS_WATCH_KEYS];
 };
 
 static struct {
@@ -60,6 +61,16 @@ static void afs_watch_child(void)
 }
 
 static struct afs_fork_hook afs_watch_fork = { .child = afs_watch_child };
+
+/*
+ * At load, not on first use: aio_suspend() is async-signal-safe, and a
+ * handler calling it must not find the hook half added by the code it
+ * interrupted.
+ */
+__attribute__((constructor)) static void afs_watch_init(void)
+{
+	afs_fork_hook_add(&afs_watch_fork);
+}
 
 static struct afs_watch *afs_watch_claim(void)
 {
@@ -81,24 +92,22 @@ static struct afs_watch *afs_watch_claim(void)
 struct afs_watch *afs_watch_start(const void *const *keys, int n)
 {
 	struct afs_watch *w;
-	int i, nkeys = 0;
+	int i, counted = 0, nkeys = 0;
 
 	for (i = 0; i < n; i++)
-		nkeys += keys[i] != NULL;
-	if (nkeys > AFS_WATCH_KEYS)
+		counted += keys[i] != NULL;
+	if (counted > AFS_WATCH_KEYS)
 		return NULL;
-	afs_fork_hook_add(&afs_watch_fork);
 	w = afs_watch_claim();
 	if (!w)
 		return NULL;
-	atomic_fetch_add(&w->seq, 1);
-	nkeys = 0;
-	for (i = 0; i < n; i++)
+	/* Bounded by the first count: the list may change under us. */
+	for (i = 0; i < n && nkeys < counted; i++)
 		if (keys[i])
-			atomic_store_explicit(&w->keys[nkeys++], keys[i],
+			atomic_store_explicit(&w->keys[nkeys++],
+					      (uintptr_t)keys[i],
 					      memory_order_relaxed);
 	atomic_store_explicit(&w->nkeys, nkeys, memory_order_relaxed);
-	atomic_fetch_add(&w->seq, 1);
 	/* Keys before the watcher's first look (see the top of the file). */
 	atomic_thread_fence(memory_order_seq_cst);
 	return w;
@@ -131,29 +140,25 @@ void afs_watch_end(struct afs_watch *w)
 	atomic_fetch_and(&afs_watches.used[idx / 64], ~(1ULL << (idx % 64)));
 }
 
-/* Whether @w watches one of @keys; true as well if its keys changed. */
-static bool afs_watch_hit(struct afs_watch *w, const void *const *keys, int n)
+/* Whether @w watches one of @keys. */
+static bool afs_watch_hit(struct afs_watch *w, const uintptr_t *keys, int n)
 {
-	unsigned int seq = atomic_load_explicit(&w->seq, memory_order_acquire);
-	int nkeys, i, k;
-	bool hit = seq & 1;
+	int nkeys = atomic_load_explicit(&w->nkeys, memory_order_relaxed);
+	uintptr_t key;
+	int i, k;
 
-	nkeys = atomic_load_explicit(&w->nkeys, memory_order_relaxed);
 	if (nkeys > AFS_WATCH_KEYS)
 		nkeys = AFS_WATCH_KEYS;
-	for (k = 0; k < nkeys && !hit; k++) {
-		const void *key = atomic_load_explicit(&w->keys[k],
-						       memory_order_relaxed);
-
+	for (k = 0; k < nkeys; k++) {
+		key = atomic_load_explicit(&w->keys[k], memory_order_relaxed);
 		for (i = 0; i < n; i++)
 			if (keys[i] == key)
-				hit = true;
+				return true;
 	}
-	atomic_thread_fence(memory_order_acquire);
-	return hit || atomic_load_explicit(&w->seq, memory_order_relaxed) != seq;
+	return false;
 }
 
-void afs_watch_wake(const void *const *keys, int n)
+void afs_watch_wake(const uintptr_t *keys, int n)
 {
 	struct afs_watch *w;
 	uint64_t used;
