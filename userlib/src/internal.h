@@ -154,6 +154,14 @@ bool afs_timespec_valid(const struct timespec *ts);
 int afs_thread_start(void *(*fn)(void *), void *arg);
 
 /*
+ * Wait on the futex @word until @done(@arg), reading @word before each
+ * look so that a bump after it ends the sleep. 0; -EAGAIN at the deadline
+ * @d (not NULL); -EINTR on a signal, unless @restart says to go on.
+ */
+int afs_futex_wait_until(atomic_uint *word, bool (*done)(void *arg),
+			 void *arg, const struct afs_deadline *d, bool restart);
+
+/*
  * "Something completed", for waiters that watch a set of requests
  * (lio_listio LIO_WAIT, aio_cancel, aio_waitcomplete, and aio_suspend when
  * it has no watch, see watch.c): a sequence number bumped after

@@ -656,8 +656,7 @@ static int afs_getevents_wait(struct io_context *ctx, long min_nr, long nr,
 		    !afs_deadline_left(&deadline, &left))
 			break;
 		if (!deadline.forever)
-			wait_ns = (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
-				  (uint64_t)left.tv_nsec;
+			wait_ns = afs_timeout_ns(&left);
 	}
 	return got ? (int)got : (atomic_load(&ctx->dead) ? -EINVAL : 0);
 }

@@ -182,34 +182,37 @@ void afs_completion_wake(void)
 		afs_futex_wake(&afs_completions.seq, INT_MAX);
 }
 
+int afs_futex_wait_until(atomic_uint *word, bool (*done)(void *arg),
+			 void *arg, const struct afs_deadline *d, bool restart)
+{
+	struct timespec left;
+	unsigned int seen;
+	int ret;
+
+	for (;;) {
+		/* The word first: a wake-up after it makes the wait return. */
+		seen = atomic_load(word);
+		if (done(arg))
+			return 0;
+		if (!afs_deadline_left(d, &left))
+			return -EAGAIN;
+		ret = afs_futex_wait(word, seen, d->forever ? NULL : &left);
+		/* EAGAIN: the word moved before we slept; ETIMEDOUT: the
+		 * deadline, seen on the next turn. Look again. */
+		if (ret == -EINTR && !restart)
+			return ret;
+	}
+}
+
 int afs_completion_wait(bool (*done)(void *arg), void *arg,
 			const struct afs_deadline *d, bool restart)
 {
 	struct afs_deadline forever = { .forever = true };
-	struct timespec left;
-	unsigned int seq;
-	int ret = 0;
+	int ret;
 
-	if (!d)
-		d = &forever;
 	atomic_fetch_add(&afs_completions.waiters, 1);
-	for (;;) {
-		/* The sequence first: a completion after it wakes us. */
-		seq = atomic_load(&afs_completions.seq);
-		if (done(arg))
-			break;
-		if (!afs_deadline_left(d, &left)) {
-			ret = -EAGAIN;
-			break;
-		}
-		ret = afs_futex_wait(&afs_completions.seq, seq,
-				     d->forever ? NULL : &left);
-		/* EAGAIN: the sequence moved before we slept; ETIMEDOUT: the
-		 * deadline, seen on the next turn. Look again. */
-		if (ret == -EINTR && !restart)
-			break;
-		ret = 0;
-	}
+	ret = afs_futex_wait_until(&afs_completions.seq, done, arg,
+				   d ? d : &forever, restart);
 	atomic_fetch_sub(&afs_completions.waiters, 1);
 	return ret;
 }

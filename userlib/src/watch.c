@@ -116,21 +116,7 @@ struct afs_watch *afs_watch_start(const void *const *keys, int n)
 int afs_watch_wait(struct afs_watch *w, bool (*done)(void *arg), void *arg,
 		   const struct afs_deadline *d)
 {
-	struct timespec left;
-	unsigned int word;
-	int ret;
-
-	for (;;) {
-		/* The word first: a wake-up after it makes the wait return. */
-		word = atomic_load(&w->word);
-		if (done(arg))
-			return 0;
-		if (!afs_deadline_left(d, &left))
-			return -EAGAIN;
-		ret = afs_futex_wait(&w->word, word, d->forever ? NULL : &left);
-		if (ret == -EINTR)
-			return ret;
-	}
+	return afs_futex_wait_until(&w->word, done, arg, d, false);
 }
 
 void afs_watch_end(struct afs_watch *w)
