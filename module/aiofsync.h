@@ -58,7 +58,7 @@ enum aiofsync_state {
 };
 
 struct aiofsync_ctx {
-	/* Protects every field below but @wait and @ref. */
+	/* Protects every field below but @wait, @bg_wait and @ref. */
 	spinlock_t lock;
 	/* READ/WRITE not yet started, one FIFO per priority. */
 	struct list_head pending[AIOFSYNC_PRIO_MAX + 1];
@@ -77,8 +77,16 @@ struct aiofsync_ctx {
 	bool closed;
 	/* Closed with requests running: the context holds the module. */
 	bool orphans;
-	/* Reapers, pollers and a closing context wait here. */
+	/* Foreground reapers inside their wait (AIOFSYNC_IOC_REAP). */
+	unsigned int nr_fg_waiting;
+	/* AIOFSYNC_IOC_WAKE calls: a change ends a foreground wait. */
+	unsigned int wakes;
+	/* A wake that found no foreground reaper waits for the next one. */
+	bool wake_pending;
+	/* Foreground reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
+	/* Background reapers wait here: woken while nr_fg_waiting is 0. */
+	wait_queue_head_t bg_wait;
 	/* One for the open file, one for each unfinished request. */
 	struct kref ref;
 };
@@ -130,6 +138,7 @@ void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg);
+long aiofsync_ioc_wake(struct aiofsync_ctx *ctx);
 long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg);
 __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
 			   struct poll_table_struct *pt);

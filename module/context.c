@@ -29,6 +29,7 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 	INIT_LIST_HEAD(&ctx->active);
 	INIT_LIST_HEAD(&ctx->done);
 	init_waitqueue_head(&ctx->wait);
+	init_waitqueue_head(&ctx->bg_wait);
 	kref_init(&ctx->ref);
 	return ctx;
 }
@@ -91,7 +92,7 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	struct eventfd_ctx *eventfd = req->eventfd;
 	u32 op = req->ev.opcode;
 	bool was_running = req->state == AIOFSYNC_RUNNING;
-	bool closed;
+	bool closed, wake_bg;
 
 	struct aiofsync_inode *ainode;
 
@@ -122,6 +123,7 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		list_move_tail(&req->ctx_node, &ctx->done);
 		ctx->nr_done++;
 	}
+	wake_bg = !closed && !ctx->nr_fg_waiting;
 	ctx->nr_unfinished--;
 	if ((op == AIOFSYNC_OP_WRITE || op == AIOFSYNC_OP_READ) && was_running) {
 		ctx->nr_running--;
@@ -129,6 +131,8 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 	}
 	spin_unlock(&ctx->lock);
 	wake_up_all(&ctx->wait);
+	if (wake_bg)
+		wake_up_all(&ctx->bg_wait);
 	if (ainode)
 		aiofsync_order_put(ainode);
 	if (closed) {
@@ -343,33 +347,99 @@ static bool aiofsync_enough_done(struct aiofsync_ctx *ctx, unsigned int min_nr)
 }
 
 /*
+ * What ends a reaper's wait. A foreground reaper: enough events, or an
+ * AIOFSYNC_IOC_WAKE since it came (@wakes). A background one: enough
+ * events while no foreground reaper is in AIOFSYNC_IOC_REAP, which would
+ * otherwise be woken for the same events and race it for them.
+ */
+static bool aiofsync_may_return(struct aiofsync_ctx *ctx, unsigned int want,
+				bool bg, unsigned int wakes)
+{
+	if (bg)
+		return aiofsync_enough_done(ctx, want) &&
+		       !READ_ONCE(ctx->nr_fg_waiting);
+	return aiofsync_enough_done(ctx, want) ||
+	       READ_ONCE(ctx->wakes) != wakes;
+}
+
+/*
  * Wait until @want events are there: 1 when they are (or @want is 0), 0 when
- * the deadline passed first (or there is no timeout), -EINTR on a signal.
+ * the deadline passed first, there is no timeout, or (foreground) a wake
+ * came; -EINTR on a signal.
  */
 static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
-			      u64 timeout_ns, ktime_t deadline)
+			      u64 timeout_ns, ktime_t deadline, bool bg,
+			      unsigned int wakes)
 {
+	wait_queue_head_t *wq = bg ? &ctx->bg_wait : &ctx->wait;
 	ktime_t left;
 	long ret;
 
-	if (!want || aiofsync_enough_done(ctx, want))
-		return 1;
+	if (!want || aiofsync_may_return(ctx, want, bg, wakes))
+		return aiofsync_enough_done(ctx, want);
 	if (!timeout_ns)
 		return 0;
 	if (timeout_ns == AIOFSYNC_TIMEOUT_INFINITE) {
-		ret = wait_event_interruptible(ctx->wait,
-					       aiofsync_enough_done(ctx, want));
+		ret = wait_event_interruptible(*wq,
+					       aiofsync_may_return(ctx, want, bg, wakes));
 	} else {
 		left = ktime_sub(deadline, ktime_get());
 		if (ktime_to_ns(left) <= 0)
 			return 0;
-		ret = wait_event_interruptible_hrtimeout(ctx->wait,
-							 aiofsync_enough_done(ctx, want),
+		ret = wait_event_interruptible_hrtimeout(*wq,
+							 aiofsync_may_return(ctx, want, bg, wakes),
 							 left);
 		if (ret == -ETIME)
 			return 0;
 	}
-	return ret ? -EINTR : 1;
+	if (ret)
+		return -EINTR;
+	return aiofsync_enough_done(ctx, want);
+}
+
+/*
+ * A foreground reaper enters AIOFSYNC_IOC_REAP: background reapers stay
+ * asleep until it leaves. Returns the wake count to wait against. A call
+ * that would wait first takes a wake left for it, if any: it then does not
+ * wait (*@would_wait becomes false).
+ */
+static unsigned int aiofsync_fg_enter(struct aiofsync_ctx *ctx, bool *would_wait)
+{
+	unsigned int wakes;
+
+	spin_lock(&ctx->lock);
+	ctx->nr_fg_waiting++;
+	wakes = ctx->wakes;
+	if (*would_wait && ctx->wake_pending) {
+		ctx->wake_pending = false;
+		*would_wait = false;
+	}
+	spin_unlock(&ctx->lock);
+	return wakes;
+}
+
+/* It leaves: events it did not take go to the background reapers. */
+static void aiofsync_fg_leave(struct aiofsync_ctx *ctx)
+{
+	bool wake_bg;
+
+	spin_lock(&ctx->lock);
+	ctx->nr_fg_waiting--;
+	wake_bg = !ctx->nr_fg_waiting && ctx->nr_done;
+	spin_unlock(&ctx->lock);
+	if (wake_bg)
+		wake_up_all(&ctx->bg_wait);
+}
+
+long aiofsync_ioc_wake(struct aiofsync_ctx *ctx)
+{
+	spin_lock(&ctx->lock);
+	ctx->wakes++;
+	if (!ctx->nr_fg_waiting)
+		ctx->wake_pending = true;
+	spin_unlock(&ctx->lock);
+	wake_up_all(&ctx->wait);
+	return 0;
 }
 
 /* How many events are copied out per trip to the done list. */
@@ -412,20 +482,52 @@ static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
 	return 0;
 }
 
+/*
+ * Another reaper of the context may take the events this one woke for: then
+ * it waits again, for what it still lacks, until the same deadline. Events
+ * already copied are never lost to a signal.
+ */
+static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
+			       const struct aiofsync_reap *arg,
+			       ktime_t deadline, bool bg, unsigned int wakes)
+{
+	struct aiofsync_event __user *uev = u64_to_user_ptr(arg->events);
+	unsigned int copied = 0, want;
+	int waited, ret;
+
+	for (;;) {
+		want = arg->min_nr > copied ? arg->min_nr - copied : 0;
+		waited = aiofsync_wait_done(ctx, want, arg->timeout_ns, deadline,
+					    bg, wakes);
+		if (waited < 0)
+			return copied ? copied : waited;
+		/* Not even after a timeout: the events are the foreground's. */
+		if (bg && READ_ONCE(ctx->nr_fg_waiting))
+			return copied;
+		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied);
+		if (ret)
+			return copied ? copied : ret;
+		if (!waited || copied >= arg->min_nr)
+			return copied;
+	}
+}
+
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 {
 	struct aiofsync_event __user *uev;
 	struct aiofsync_reap arg;
-	unsigned int copied = 0, want;
+	unsigned int wakes = 0;
 	ktime_t deadline = 0;
-	int waited, ret;
+	bool bg, may_wait;
+	long ret;
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if (arg.flags || arg.reserved)
+	if ((arg.flags & ~AIOFSYNC_REAP_FLAGS_ALL) || arg.reserved)
 		return -EINVAL;
 	if (!arg.max_nr || arg.min_nr > arg.max_nr || arg.max_nr > INT_MAX)
 		return -EINVAL;
+	bg = arg.flags & AIOFSYNC_REAP_BACKGROUND;
 	uev = u64_to_user_ptr(arg.events);
 	if (!access_ok(uev, array_size(arg.max_nr, sizeof(*uev))))
 		return -EFAULT;
@@ -434,22 +536,16 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 					  ns_to_ktime(min_t(u64, arg.timeout_ns,
 							    KTIME_MAX)));
 
-	/*
-	 * Another reaper of the context may take the events this one woke
-	 * for: then it waits again, for what it still lacks, until the same
-	 * deadline. Events already copied are never lost to a signal.
-	 */
-	for (;;) {
-		want = arg.min_nr > copied ? arg.min_nr - copied : 0;
-		waited = aiofsync_wait_done(ctx, want, arg.timeout_ns, deadline);
-		if (waited < 0)
-			return copied ? copied : waited;
-		ret = aiofsync_copy_done(ctx, uev, arg.max_nr, &copied);
-		if (ret)
-			return copied ? copied : ret;
-		if (!waited || copied >= arg.min_nr)
-			return copied;
+	if (!bg) {
+		may_wait = arg.min_nr && arg.timeout_ns;
+		wakes = aiofsync_fg_enter(ctx, &may_wait);
+		if (!may_wait)
+			arg.timeout_ns = 0;
 	}
+	ret = aiofsync_reap_loop(ctx, &arg, deadline, bg, wakes);
+	if (!bg)
+		aiofsync_fg_leave(ctx);
+	return ret;
 }
 
 __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,

@@ -93,6 +93,7 @@ static long aiofsync_ioc_get_info(void __user *uarg)
 		.max_ctx_requests = READ_ONCE(aiofsync_max_ctx_requests),
 		.max_requests = READ_ONCE(aiofsync_max_requests),
 		.max_prio = AIOFSYNC_PRIO_MAX,
+		.reap_flags = AIOFSYNC_REAP_FLAGS_ALL,
 	};
 	u32 usize;
 
@@ -120,6 +121,8 @@ static long aiofsync_ioctl(struct file *file, unsigned int cmd,
 		return aiofsync_ioc_cancel(ctx, uarg);
 	case AIOFSYNC_IOC_GET_INFO:
 		return aiofsync_ioc_get_info(uarg);
+	case AIOFSYNC_IOC_WAKE:
+		return aiofsync_ioc_wake(ctx);
 	default:
 		return -ENOTTY;
 	}

@@ -74,7 +74,7 @@ TEST_F(abi, get_info)
 	EXPECT_EQ(afs_param("max_ctx_requests"), info.max_ctx_requests);
 	EXPECT_EQ(afs_param("max_requests"), info.max_requests);
 	EXPECT_EQ(AIOFSYNC_PRIO_MAX, info.max_prio);
-	EXPECT_EQ(0, info.reserved);
+	EXPECT_EQ(AIOFSYNC_REAP_BACKGROUND, info.reap_flags);
 }
 
 /* An older caller with a shorter struct gets only what it knows. */
@@ -624,7 +624,8 @@ TEST_F(abi, reap_flags_and_reserved)
 {
 	struct aiofsync_event ev;
 	struct aiofsync_reap r = {
-		.max_nr = 1, .events = (uintptr_t)&ev, .flags = 1,
+		.max_nr = 1, .events = (uintptr_t)&ev,
+		.flags = AIOFSYNC_REAP_FLAGS_ALL << 1,
 	};
 
 	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));

@@ -121,12 +121,20 @@ struct aiofsync_event {
  * @events:	user pointer to an array of @max_nr struct aiofsync_event
  * @timeout_ns:	longest wait, in nanoseconds; AIOFSYNC_TIMEOUT_INFINITE waits
  *		as long as it takes, 0 does not wait
- * @flags:	must be 0
+ * @flags:	0, or AIOFSYNC_REAP_BACKGROUND
  * @reserved:	must be 0
  *
  * Returns the number of events stored (possibly fewer than @min_nr when the
- * timeout expired). A signal during the wait gives EINTR and takes nothing:
- * the call may simply be made again.
+ * timeout expired, or when AIOFSYNC_IOC_WAKE ended the wait). A signal
+ * during the wait gives EINTR and takes nothing: the call may simply be
+ * made again.
+ *
+ * A reaper is "foreground" unless it passes AIOFSYNC_REAP_BACKGROUND. A
+ * background reaper is woken for events only while no foreground reaper of
+ * the context waits: a program may keep one thread reaping in the
+ * background and still have the thread that waits for its own request reap
+ * it, without both being woken for the same events. A foreground reaper
+ * that returns with events left wakes the background ones.
  */
 struct aiofsync_reap {
 	__u32 min_nr;
@@ -136,6 +144,10 @@ struct aiofsync_reap {
 	__u32 flags;
 	__u32 reserved;
 };
+
+/* Reap flags (struct aiofsync_reap.flags). */
+#define AIOFSYNC_REAP_BACKGROUND	0x1	/* wait only while no foreground reaper does */
+#define AIOFSYNC_REAP_FLAGS_ALL	AIOFSYNC_REAP_BACKGROUND
 
 /* Cancel selectors (struct aiofsync_cancel.flags): exactly one of them. */
 #define AIOFSYNC_CANCEL_TAG	0x1	/* requests with this @user_tag */
@@ -175,7 +187,8 @@ struct aiofsync_cancel {
  * @max_ctx_requests: requests a context may have unreaped (module parameter)
  * @max_requests: requests all contexts together may have unreaped
  * @max_prio:	AIOFSYNC_PRIO_MAX
- * @reserved:	0
+ * @reap_flags:	supported AIOFSYNC_REAP_* flags; a module that also has
+ *		AIOFSYNC_IOC_WAKE sets AIOFSYNC_REAP_BACKGROUND (0 before both)
  */
 struct aiofsync_info {
 	__u32 size;
@@ -187,7 +200,7 @@ struct aiofsync_info {
 	__u32 max_ctx_requests;
 	__u32 max_requests;
 	__u32 max_prio;
-	__u32 reserved;
+	__u32 reap_flags;
 };
 
 #define AIOFSYNC_IOC_MAGIC	0xAF
@@ -195,5 +208,14 @@ struct aiofsync_info {
 #define AIOFSYNC_IOC_REAP	_IOW(AIOFSYNC_IOC_MAGIC, 0x01, struct aiofsync_reap)
 #define AIOFSYNC_IOC_CANCEL	_IOWR(AIOFSYNC_IOC_MAGIC, 0x02, struct aiofsync_cancel)
 #define AIOFSYNC_IOC_GET_INFO	_IOWR(AIOFSYNC_IOC_MAGIC, 0x03, struct aiofsync_info)
+/*
+ * End the wait of every foreground reaper of the context now in
+ * AIOFSYNC_IOC_REAP (each returns what it has, possibly 0), or, when none
+ * waits, of the next one to come. For a program whose own bookkeeping tells
+ * a waiting thread that its request is done (another thread reaped it):
+ * without it, that thread would sleep on in the kernel until some other
+ * event. Background reapers are not affected.
+ */
+#define AIOFSYNC_IOC_WAKE	_IO(AIOFSYNC_IOC_MAGIC, 0x04)
 
 #endif /* _UAPI_LINUX_AIOFSYNC_H */

@@ -1,0 +1,262 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Foreground and background reapers of one context, and AIOFSYNC_IOC_WAKE.
+ *
+ * A background reaper (AIOFSYNC_REAP_BACKGROUND) takes events only while no
+ * foreground reaper is in AIOFSYNC_IOC_REAP; a foreground reaper that leaves
+ * with events it did not take wakes it. AIOFSYNC_IOC_WAKE ends the wait of
+ * the foreground reapers, or of the next one to come. Each test puts the
+ * reapers in a state where the wrong behaviour gives a different count or
+ * a wait that runs to its timeout, not merely a different order.
+ */
+#include <pthread.h>
+#include <time.h>
+#include <sys/mman.h>
+
+#include "aiofsync_util.h"
+#include "kselftest_harness.h"
+
+FIXTURE(reapers)
+{
+	int dev;
+	int fd;
+};
+
+FIXTURE_SETUP(reapers)
+{
+	self->dev = afs_open();
+	ASSERT_LE(0, self->dev);
+	self->fd = afs_tmpfile("reapers", O_RDWR);
+	ASSERT_LE(0, self->fd);
+}
+
+FIXTURE_TEARDOWN(reapers)
+{
+	close(self->fd);
+	close(self->dev);
+}
+
+static long long now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
+}
+
+static int reap_flags(int dev, struct aiofsync_event *ev, __u32 min_nr,
+		      __u32 max_nr, __u64 timeout_ns, __u32 flags)
+{
+	struct aiofsync_reap r = {
+		.min_nr = min_nr,
+		.max_nr = max_nr,
+		.events = (uintptr_t)ev,
+		.timeout_ns = timeout_ns,
+		.flags = flags,
+	};
+
+	return ioctl(dev, AIOFSYNC_IOC_REAP, &r);
+}
+
+/* One reap call on a thread of its own: what it returned, and when. */
+struct call {
+	int dev;
+	__u32 min_nr, max_nr, flags;
+	__u64 timeout_ns;
+	int delay_ms;		/* before the call */
+	struct aiofsync_event *ev;
+	int ret, err;
+	long long start_ms, end_ms;
+	pthread_t thread;
+};
+
+static void *call_run(void *arg)
+{
+	struct call *c = arg;
+	struct aiofsync_event ev[4];
+
+	usleep(c->delay_ms * 1000);
+	c->start_ms = now_ms();
+	c->ret = reap_flags(c->dev, c->ev ? c->ev : ev, c->min_nr, c->max_nr,
+			    c->timeout_ns, c->flags);
+	c->err = errno;
+	c->end_ms = now_ms();
+	return NULL;
+}
+
+static int call_start(struct call *c)
+{
+	return pthread_create(&c->thread, NULL, call_run, c);
+}
+
+static int submit_fsync(int dev, int fd, __u64 tag)
+{
+	struct aiofsync_req r = afs_req(AIOFSYNC_OP_FSYNC, fd, 0, 0, NULL, tag);
+
+	return afs_submit(dev, &r, 1);
+}
+
+/* Submit an fsync a moment later, from another thread. */
+struct late_fsync {
+	int dev, fd, ret;
+	pthread_t thread;
+};
+
+static void *late_fsync_run(void *arg)
+{
+	struct late_fsync *l = arg;
+
+	usleep(100 * 1000);
+	l->ret = submit_fsync(l->dev, l->fd, 3);
+	return NULL;
+}
+
+TEST_F(reapers, background_alone_takes_events)
+{
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 7));
+	EXPECT_EQ(1, reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				AIOFSYNC_REAP_BACKGROUND));
+	EXPECT_EQ(7, ev.user_tag);
+}
+
+/*
+ * A foreground reaper waits for two events; one is there. A background
+ * reaper neither wakes for it nor takes it when its own timeout expires.
+ */
+TEST_F(reapers, background_leaves_events_to_waiting_foreground)
+{
+	struct call fg = {
+		.dev = self->dev, .min_nr = 2, .max_nr = 2,
+		.timeout_ns = 10000 * AFS_MS,
+	};
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(0, call_start(&fg));
+	usleep(100 * 1000);	/* the foreground reaper is waiting */
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	EXPECT_EQ(0, reap_flags(self->dev, &ev, 1, 1, 300 * AFS_MS,
+				AIOFSYNC_REAP_BACKGROUND));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	pthread_join(fg.thread, NULL);
+	EXPECT_EQ(2, fg.ret);
+}
+
+/*
+ * A foreground reaper leaves with the event still there (its copy faults
+ * on a read-only page): the background reaper that slept meanwhile gets it
+ * at once, not at the end of its own timeout.
+ */
+TEST_F(reapers, foreground_leaving_wakes_background)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct aiofsync_event *ro;
+	struct call bg = {
+		.dev = self->dev, .min_nr = 1, .max_nr = 1,
+		.timeout_ns = 8000 * AFS_MS, .flags = AIOFSYNC_REAP_BACKGROUND,
+	};
+	struct late_fsync late = { .dev = self->dev, .fd = self->fd };
+	long long fg_end;
+
+	ro = mmap(NULL, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, ro);
+	ASSERT_EQ(0, call_start(&bg));
+	usleep(50 * 1000);
+	/* The fsync completes while this foreground reaper waits for two. */
+	ASSERT_EQ(0, pthread_create(&late.thread, NULL, late_fsync_run, &late));
+	EXPECT_EQ(-1, reap_flags(self->dev, ro, 2, 2, 600 * AFS_MS, 0));
+	EXPECT_EQ(EFAULT, errno);
+	fg_end = now_ms();
+	pthread_join(late.thread, NULL);
+	ASSERT_EQ(1, late.ret);
+	pthread_join(bg.thread, NULL);
+	EXPECT_EQ(1, bg.ret);
+	EXPECT_GT(2000, bg.end_ms - fg_end)
+		TH_LOG("the background reaper returned %lld ms after the foreground left",
+		       bg.end_ms - fg_end);
+	munmap(ro, page);
+}
+
+TEST_F(reapers, wake_ends_foreground_wait)
+{
+	struct call fg = {
+		.dev = self->dev, .min_nr = 1, .max_nr = 1,
+		.timeout_ns = 8000 * AFS_MS,
+	};
+	long long woke;
+
+	ASSERT_EQ(0, call_start(&fg));
+	usleep(100 * 1000);
+	woke = now_ms();
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	pthread_join(fg.thread, NULL);
+	EXPECT_EQ(0, fg.ret);
+	EXPECT_GT(2000, fg.end_ms - woke);
+}
+
+/* Reap one event with @flags, waiting up to @timeout_ms; *@ms: time taken. */
+static int reap_one_timed(int dev, __u64 timeout_ms, __u32 flags, long long *ms)
+{
+	struct aiofsync_event ev;
+	long long t = now_ms();
+	int ret = reap_flags(dev, &ev, 1, 1, timeout_ms * AFS_MS, flags);
+
+	*ms = now_ms() - t;
+	return ret;
+}
+
+/* A wake that finds no foreground reaper ends the next one's wait, once. */
+TEST_F(reapers, wake_kept_for_next_foreground)
+{
+	long long ms;
+
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
+	EXPECT_GT(2000, ms);
+	EXPECT_EQ(0, reap_one_timed(self->dev, 200, 0, &ms));
+	EXPECT_LE(190, ms);
+}
+
+/* A call that would not wait does not use up the kept wake. */
+TEST_F(reapers, wake_not_taken_by_nonblocking_reap)
+{
+	long long ms;
+
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	EXPECT_EQ(0, reap_one_timed(self->dev, 0, 0, &ms));
+	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
+	EXPECT_GT(2000, ms);
+}
+
+/* Background reapers neither end their wait on a wake nor use it up. */
+TEST_F(reapers, wake_leaves_background_alone)
+{
+	long long ms;
+
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	EXPECT_EQ(0, reap_one_timed(self->dev, 200, AIOFSYNC_REAP_BACKGROUND, &ms));
+	EXPECT_LE(190, ms);
+	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
+	EXPECT_GT(2000, ms);
+}
+
+/* A woken foreground reaper still returns the events that are there. */
+TEST_F(reapers, wake_returns_events_present)
+{
+	struct aiofsync_event ev[2];
+	long long t;
+
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 5));
+	EXPECT_EQ(1, reap_flags(self->dev, ev, 1, 1, 5000 * AFS_MS,
+				AIOFSYNC_REAP_BACKGROUND));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 6));
+	usleep(200 * 1000);	/* the fsync of a clean file is done */
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	t = now_ms();
+	EXPECT_EQ(1, afs_reap(self->dev, ev, 2, 2, 8000 * AFS_MS));
+	EXPECT_GT(2000, now_ms() - t);
+	EXPECT_EQ(6, ev[0].user_tag);
+}
+
+TEST_HARNESS_MAIN
