@@ -91,18 +91,30 @@ int afs_dev_submit(int dev, struct aiofsync_req *reqs, unsigned int nr)
 	return ret < 0 ? -errno : ret;
 }
 
-int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
-		 unsigned int max_nr, uint64_t timeout_ns)
+int afs_dev_reap_flags(int dev, struct aiofsync_event *ev, unsigned int min_nr,
+		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags)
 {
 	struct aiofsync_reap r = {
 		.min_nr = min_nr,
 		.max_nr = max_nr,
 		.events = (uintptr_t)ev,
 		.timeout_ns = timeout_ns,
+		.flags = flags,
 	};
 	int ret = ioctl(dev, AIOFSYNC_IOC_REAP, &r);
 
 	return ret < 0 ? -errno : ret;
+}
+
+int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
+		 unsigned int max_nr, uint64_t timeout_ns)
+{
+	return afs_dev_reap_flags(dev, ev, min_nr, max_nr, timeout_ns, 0);
+}
+
+void afs_dev_wake(int dev)
+{
+	ioctl(dev, AIOFSYNC_IOC_WAKE);
 }
 
 int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,

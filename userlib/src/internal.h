@@ -105,6 +105,11 @@ int afs_dev_submit(int dev, struct aiofsync_req *reqs, unsigned int nr);
 /* Events taken, or -errno (-EINTR: nothing taken, call again). */
 int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		 unsigned int max_nr, uint64_t timeout_ns);
+/* With AIOFSYNC_REAP_* @flags. */
+int afs_dev_reap_flags(int dev, struct aiofsync_event *ev, unsigned int min_nr,
+		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags);
+/* AIOFSYNC_IOC_WAKE: end a foreground reaper's wait. */
+void afs_dev_wake(int dev);
 int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,
 		   uint32_t *canceled, uint32_t *running);
 /*

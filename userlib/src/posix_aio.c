@@ -33,6 +33,8 @@
 #define AFS_MAX_RW	0x7ffff000UL
 #define AFS_REAP_BATCH	64
 #define AFS_SUBMIT_BATCH 64
+/* Events an aio_suspend() caller reaps at a time (afs_suspend_reaping()). */
+#define AFS_FG_BATCH	16
 
 enum { AFS_PX_NONE, AFS_PX_OPENING, AFS_PX_READY };
 
@@ -45,6 +47,10 @@ static struct {
 	 * state becomes AFS_PX_READY, read after seeing it.
 	 */
 	bool dev_checks_file;
+	/* The device has background reapers and AIOFSYNC_IOC_WAKE. */
+	bool fg_reap;
+	/* An aio_suspend() caller reaps the device itself (see there). */
+	atomic_bool fg_busy;
 } afs_px;
 
 /* The owner of this file's requests in the fallback queues. */
@@ -109,6 +115,20 @@ static void afs_posix_notify(const struct afs_note *note)
 		afs_lio_group_put(note->group);
 }
 
+/*
+ * A waiting aio_suspend() caller may be asleep in the device as its
+ * foreground reaper (afs_aio_suspend()): after publishing a result it must
+ * see, end that sleep. The fences of afs_watch_wake() order the result
+ * before this look at fg_busy, as the caller's exchange orders fg_busy
+ * before its look at its list; a wake with nobody asleep yet is kept by the
+ * device for the caller's next reap.
+ */
+static void afs_posix_kick_fg(void)
+{
+	if (atomic_load(&afs_px.fg_busy))
+		afs_dev_wake(afs_px.dev);
+}
+
 static void afs_posix_complete(struct aiocb *cb, long res)
 {
 	uintptr_t key = (uintptr_t)cb;
@@ -117,43 +137,60 @@ static void afs_posix_complete(struct aiocb *cb, long res)
 	afs_posix_finish(cb, res, &note);
 	afs_completion_wake();
 	afs_watch_wake(&key, 1);
+	afs_posix_kick_fg();
 	afs_posix_notify(&note);
+}
+
+/* Room to publish one batch of events; @fg: the caller of afs_aio_suspend(). */
+struct afs_publish_buf {
+	struct afs_note note[AFS_REAP_BATCH];
+	bool has_note[AFS_REAP_BATCH];
+	uintptr_t done[AFS_REAP_BATCH];
+};
+
+/* Publish @n events reaped from the device, then notify. */
+static void afs_posix_publish(const struct aiofsync_event *ev, int n,
+			      struct afs_publish_buf *b, bool fg)
+{
+	struct afs_barrier *bar;
+	int ndone = 0, i;
+
+	for (i = 0; i < n; i++) {
+		b->has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
+		if (b->has_note[i]) {
+			b->done[ndone] = (uintptr_t)ev[i].user_tag;
+			afs_posix_finish((struct aiocb *)b->done[ndone++],
+					 ev[i].res, &b->note[i]);
+			continue;
+		}
+		bar = (struct afs_barrier *)(uintptr_t)
+			(ev[i].user_tag & ~AFS_TAG_BARRIER);
+		atomic_store(&bar->done, true);
+	}
+	afs_completion_wake();
+	afs_watch_wake(b->done, ndone);
+	if (!fg)
+		afs_posix_kick_fg();
+	for (i = 0; i < n; i++)
+		if (b->has_note[i])
+			afs_posix_notify(&b->note[i]);
 }
 
 static void *afs_posix_reaper(void *arg)
 {
 	struct aiofsync_event ev[AFS_REAP_BATCH];
-	struct afs_note note[AFS_REAP_BATCH];
-	bool has_note[AFS_REAP_BATCH];
-	uintptr_t done[AFS_REAP_BATCH];
-	int dev = (int)(intptr_t)arg, n, ndone, i;
-	struct afs_barrier *b;
+	struct afs_publish_buf buf;
+	int dev = (int)(intptr_t)arg, n;
+	uint32_t flags = afs_px.fg_reap ? AIOFSYNC_REAP_BACKGROUND : 0;
 
 	for (;;) {
-		n = afs_dev_reap(dev, ev, 1, AFS_REAP_BATCH,
-				 AIOFSYNC_TIMEOUT_INFINITE);
+		n = afs_dev_reap_flags(dev, ev, 1, AFS_REAP_BATCH,
+				       AIOFSYNC_TIMEOUT_INFINITE, flags);
 		if (n == -EINTR)
 			continue;
 		if (n < 0)
 			return NULL;	/* the context is gone */
-		ndone = 0;
-		for (i = 0; i < n; i++) {
-			has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
-			if (has_note[i]) {
-				done[ndone] = (uintptr_t)ev[i].user_tag;
-				afs_posix_finish((struct aiocb *)done[ndone++],
-						 ev[i].res, &note[i]);
-				continue;
-			}
-			b = (struct afs_barrier *)(uintptr_t)
-				(ev[i].user_tag & ~AFS_TAG_BARRIER);
-			atomic_store(&b->done, true);
-		}
-		afs_completion_wake();
-		afs_watch_wake(done, ndone);
-		for (i = 0; i < n; i++)
-			if (has_note[i])
-				afs_posix_notify(&note[i]);
+		afs_posix_publish(ev, n, &buf, false);
 	}
 }
 
@@ -164,6 +201,7 @@ static void afs_px_child(void)
 	/* The descriptor is the parent's context: its events are not ours. */
 	if (atomic_load(&afs_px.state) == AFS_PX_READY)
 		close(afs_px.dev);
+	atomic_store(&afs_px.fg_busy, false);
 	atomic_store(&afs_px.state, AFS_PX_NONE);
 }
 
@@ -180,6 +218,7 @@ static int afs_px_open(void)
 	if (dev < 0)
 		return dev;
 	afs_px.dev_checks_file = info.req_flags & AIOFSYNC_REQ_NO_APPEND;
+	afs_px.fg_reap = info.reap_flags & AIOFSYNC_REAP_BACKGROUND;
 	pthread_sigmask(SIG_BLOCK, NULL, &mask);
 	afs_notify_set_thread_mask(&mask);
 	ret = afs_thread_start(afs_posix_reaper, (void *)(intptr_t)dev);
@@ -286,6 +325,7 @@ static void afs_posix_not_queued(struct aiocb *cb, int err)
 	atomic_store_explicit(afs_error_code(cb), err, memory_order_release);
 	afs_completion_wake();
 	afs_watch_wake(&key, 1);
+	afs_posix_kick_fg();
 }
 
 /*
@@ -516,6 +556,55 @@ static bool afs_list_any_done(void *arg)
 	return false;
 }
 
+/*
+ * aio_suspend() as the device's foreground reaper: the device wakes this
+ * thread for the next completion, whoever's it is, and leaves the reaper
+ * thread asleep; the thread publishes it (waking other aio_suspend()
+ * callers whose request it is) and returns once one of its own list is
+ * done. That saves the hand-off through the reaper thread. One caller at a
+ * time: more would all be woken for every completion, which watches avoid.
+ * Returns 0, -EAGAIN (timeout), -EINTR, or -ENOENT when another caller
+ * reaps, the device lacks background reapers, or none is open: then wait on
+ * a watch. (A signal handler interrupting the reaping caller finds the
+ * token taken and watches.)
+ */
+static int afs_suspend_reaping(struct afs_list *l,
+			       const struct afs_deadline *d)
+{
+	static struct aiofsync_event ev[AFS_FG_BATCH];
+	static struct afs_publish_buf buf;
+	struct timespec left = { 0, 0 };
+	uint64_t timeout_ns;
+	int n, ret = 0;
+
+	if (atomic_load(&afs_px.state) != AFS_PX_READY || !afs_px.fg_reap ||
+	    atomic_exchange(&afs_px.fg_busy, true))
+		return -ENOENT;
+	/* The buffers are the token holder's alone. */
+	while (!afs_list_any_done(l)) {
+		if (!afs_deadline_left(d, &left)) {
+			ret = -EAGAIN;
+			break;
+		}
+		timeout_ns = d->forever ? AIOFSYNC_TIMEOUT_INFINITE :
+			     (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
+			     (uint64_t)left.tv_nsec;
+		n = afs_dev_reap_flags(afs_px.dev, ev, 1, AFS_FG_BATCH,
+				       timeout_ns, 0);
+		if (n == -EINTR) {
+			ret = -EINTR;
+			break;
+		}
+		if (n < 0) {
+			ret = -ENOENT;
+			break;
+		}
+		afs_posix_publish(ev, n, &buf, true);
+	}
+	atomic_store(&afs_px.fg_busy, false);
+	return ret;
+}
+
 static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 			   const struct timespec *timeout)
 {
@@ -531,6 +620,12 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 	}
 	if (afs_list_any_done(&l))
 		return 0;
+	ret = afs_suspend_reaping(&l, &deadline);
+	if (ret != -ENOENT) {
+		if (ret)
+			errno = -ret;
+		return ret ? -1 : 0;
+	}
 	/* Woken only by the completions of its own list (watch.c). */
 	w = afs_watch_start((const void *const *)list, nent);
 	if (w) {
