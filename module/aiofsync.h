@@ -77,15 +77,17 @@ struct aiofsync_ctx {
 	bool closed;
 	/* Closed with requests running: the context holds the module. */
 	bool orphans;
-	/* Foreground reapers inside their wait (AIOFSYNC_IOC_REAP). */
-	unsigned int nr_fg_waiting;
-	/* AIOFSYNC_IOC_WAKE calls: a change ends a foreground wait. */
-	unsigned int wakes;
-	/* A wake that found no foreground reaper waits for the next one. */
-	bool wake_pending;
+	/*
+	 * Foreground [0] and background [1] reapers in AIOFSYNC_IOC_REAP; the
+	 * AIOFSYNC_IOC_WAKE calls for each (a change ends a wait); and a wake
+	 * that found none of them, kept for the next one that would wait.
+	 */
+	unsigned int nr_reapers[2];
+	unsigned int wakes[2];
+	bool wake_pending[2];
 	/* Foreground reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
-	/* Background reapers wait here: woken while nr_fg_waiting is 0. */
+	/* Background reapers wait here: woken while nr_reapers[0] is 0. */
 	wait_queue_head_t bg_wait;
 	/* One for the open file, one for each unfinished request. */
 	struct kref ref;
@@ -138,7 +140,7 @@ void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg);
-long aiofsync_ioc_wake(struct aiofsync_ctx *ctx);
+long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags);
 long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg);
 __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
 			   struct poll_table_struct *pt);

@@ -123,7 +123,7 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		list_move_tail(&req->ctx_node, &ctx->done);
 		ctx->nr_done++;
 	}
-	wake_bg = !closed && !ctx->nr_fg_waiting;
+	wake_bg = !closed && !ctx->nr_reapers[0];
 	ctx->nr_unfinished--;
 	if ((op == AIOFSYNC_OP_WRITE || op == AIOFSYNC_OP_READ) && was_running) {
 		ctx->nr_running--;
@@ -347,25 +347,25 @@ static bool aiofsync_enough_done(struct aiofsync_ctx *ctx, unsigned int min_nr)
 }
 
 /*
- * What ends a reaper's wait. A foreground reaper: enough events, or an
- * AIOFSYNC_IOC_WAKE since it came (@wakes). A background one: enough
- * events while no foreground reaper is in AIOFSYNC_IOC_REAP, which would
- * otherwise be woken for the same events and race it for them.
+ * What ends a reaper's wait: an AIOFSYNC_IOC_WAKE for its kind since it came
+ * (@wakes), or enough events; for a background reaper, only while no
+ * foreground reaper is in AIOFSYNC_IOC_REAP, which would otherwise be woken
+ * for the same events and race it for them.
  */
 static bool aiofsync_may_return(struct aiofsync_ctx *ctx, unsigned int want,
 				bool bg, unsigned int wakes)
 {
-	if (bg)
-		return aiofsync_enough_done(ctx, want) &&
-		       !READ_ONCE(ctx->nr_fg_waiting);
-	return aiofsync_enough_done(ctx, want) ||
-	       READ_ONCE(ctx->wakes) != wakes;
+	if (READ_ONCE(ctx->wakes[bg]) != wakes)
+		return true;
+	if (bg && READ_ONCE(ctx->nr_reapers[0]))
+		return false;
+	return aiofsync_enough_done(ctx, want);
 }
 
 /*
  * Wait until @want events are there: 1 when they are (or @want is 0), 0 when
- * the deadline passed first, there is no timeout, or (foreground) a wake
- * came; -EINTR on a signal.
+ * the deadline passed first, there is no timeout, or a wake came; -EINTR on
+ * a signal.
  */
 static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 			      u64 timeout_ns, ktime_t deadline, bool bg,
@@ -398,47 +398,52 @@ static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 }
 
 /*
- * A foreground reaper enters AIOFSYNC_IOC_REAP: background reapers stay
- * asleep until it leaves. Returns the wake count to wait against. A call
- * that would wait first takes a wake left for it, if any: it then does not
- * wait (*@would_wait becomes false).
+ * A reaper enters AIOFSYNC_IOC_REAP; while a foreground one is in it, the
+ * background ones stay asleep. Returns the wake count to wait against. A
+ * call that would wait first takes a wake kept for its kind, if any: it
+ * then does not wait (*@would_wait becomes false).
  */
-static unsigned int aiofsync_fg_enter(struct aiofsync_ctx *ctx, bool *would_wait)
+static unsigned int aiofsync_reaper_enter(struct aiofsync_ctx *ctx, bool bg,
+					  bool *would_wait)
 {
 	unsigned int wakes;
 
 	spin_lock(&ctx->lock);
-	ctx->nr_fg_waiting++;
-	wakes = ctx->wakes;
-	if (*would_wait && ctx->wake_pending) {
-		ctx->wake_pending = false;
+	ctx->nr_reapers[bg]++;
+	wakes = ctx->wakes[bg];
+	if (*would_wait && ctx->wake_pending[bg]) {
+		ctx->wake_pending[bg] = false;
 		*would_wait = false;
 	}
 	spin_unlock(&ctx->lock);
 	return wakes;
 }
 
-/* It leaves: events it did not take go to the background reapers. */
-static void aiofsync_fg_leave(struct aiofsync_ctx *ctx)
+/* It leaves: events a foreground reaper did not take go to the background. */
+static void aiofsync_reaper_leave(struct aiofsync_ctx *ctx, bool bg)
 {
 	bool wake_bg;
 
 	spin_lock(&ctx->lock);
-	ctx->nr_fg_waiting--;
-	wake_bg = !ctx->nr_fg_waiting && ctx->nr_done;
+	ctx->nr_reapers[bg]--;
+	wake_bg = !bg && !ctx->nr_reapers[0] && ctx->nr_done;
 	spin_unlock(&ctx->lock);
 	if (wake_bg)
 		wake_up_all(&ctx->bg_wait);
 }
 
-long aiofsync_ioc_wake(struct aiofsync_ctx *ctx)
+long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags)
 {
+	bool bg = flags & AIOFSYNC_WAKE_BACKGROUND;
+
+	if (flags & ~(unsigned long)AIOFSYNC_WAKE_BACKGROUND)
+		return -EINVAL;
 	spin_lock(&ctx->lock);
-	ctx->wakes++;
-	if (!ctx->nr_fg_waiting)
-		ctx->wake_pending = true;
+	ctx->wakes[bg]++;
+	if (!ctx->nr_reapers[bg])
+		ctx->wake_pending[bg] = true;
 	spin_unlock(&ctx->lock);
-	wake_up_all(&ctx->wait);
+	wake_up_all(bg ? &ctx->bg_wait : &ctx->wait);
 	return 0;
 }
 
@@ -502,7 +507,7 @@ static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 		if (waited < 0)
 			return copied ? copied : waited;
 		/* Not even after a timeout: the events are the foreground's. */
-		if (bg && READ_ONCE(ctx->nr_fg_waiting))
+		if (bg && READ_ONCE(ctx->nr_reapers[0]))
 			return copied;
 		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied);
 		if (ret)
@@ -516,7 +521,7 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 {
 	struct aiofsync_event __user *uev;
 	struct aiofsync_reap arg;
-	unsigned int wakes = 0;
+	unsigned int wakes;
 	ktime_t deadline = 0;
 	bool bg, may_wait;
 	long ret;
@@ -536,15 +541,12 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 					  ns_to_ktime(min_t(u64, arg.timeout_ns,
 							    KTIME_MAX)));
 
-	if (!bg) {
-		may_wait = arg.min_nr && arg.timeout_ns;
-		wakes = aiofsync_fg_enter(ctx, &may_wait);
-		if (!may_wait)
-			arg.timeout_ns = 0;
-	}
+	may_wait = arg.min_nr && arg.timeout_ns;
+	wakes = aiofsync_reaper_enter(ctx, bg, &may_wait);
+	if (!may_wait)
+		arg.timeout_ns = 0;
 	ret = aiofsync_reap_loop(ctx, &arg, deadline, bg, wakes);
-	if (!bg)
-		aiofsync_fg_leave(ctx);
+	aiofsync_reaper_leave(ctx, bg);
 	return ret;
 }
 

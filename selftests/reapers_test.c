@@ -189,7 +189,7 @@ TEST_F(reapers, wake_ends_foreground_wait)
 	ASSERT_EQ(0, call_start(&fg));
 	usleep(100 * 1000);
 	woke = now_ms();
-	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	pthread_join(fg.thread, NULL);
 	EXPECT_EQ(0, fg.ret);
 	EXPECT_GT(2000, fg.end_ms - woke);
@@ -211,7 +211,7 @@ TEST_F(reapers, wake_kept_for_next_foreground)
 {
 	long long ms;
 
-	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
 	EXPECT_GT(2000, ms);
 	EXPECT_EQ(0, reap_one_timed(self->dev, 200, 0, &ms));
@@ -223,7 +223,7 @@ TEST_F(reapers, wake_not_taken_by_nonblocking_reap)
 {
 	long long ms;
 
-	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	EXPECT_EQ(0, reap_one_timed(self->dev, 0, 0, &ms));
 	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
 	EXPECT_GT(2000, ms);
@@ -234,11 +234,61 @@ TEST_F(reapers, wake_leaves_background_alone)
 {
 	long long ms;
 
-	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	EXPECT_EQ(0, reap_one_timed(self->dev, 200, AIOFSYNC_REAP_BACKGROUND, &ms));
 	EXPECT_LE(190, ms);
 	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, 0, &ms));
 	EXPECT_GT(2000, ms);
+}
+
+/* The background wake: ends a background wait, even with a foreground one. */
+TEST_F(reapers, wake_background_ends_background_wait)
+{
+	struct call fg = {
+		.dev = self->dev, .min_nr = 1, .max_nr = 1,
+		.timeout_ns = 1000 * AFS_MS,
+	};
+	struct call bg = {
+		.dev = self->dev, .min_nr = 1, .max_nr = 1,
+		.timeout_ns = 8000 * AFS_MS, .flags = AIOFSYNC_REAP_BACKGROUND,
+	};
+	long long woke;
+
+	ASSERT_EQ(0, call_start(&fg));
+	ASSERT_EQ(0, call_start(&bg));
+	usleep(100 * 1000);
+	woke = now_ms();
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE,
+			   AIOFSYNC_WAKE_BACKGROUND));
+	pthread_join(bg.thread, NULL);
+	EXPECT_EQ(0, bg.ret);
+	EXPECT_GT(500, bg.end_ms - woke);
+	/* The foreground reaper waits out its own timeout. */
+	pthread_join(fg.thread, NULL);
+	EXPECT_EQ(0, fg.ret);
+	EXPECT_LE(990, fg.end_ms - fg.start_ms);
+}
+
+/* Kept for the next background reaper, once; the foreground one waits. */
+TEST_F(reapers, wake_background_kept_for_next_background)
+{
+	long long ms;
+
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE,
+			   AIOFSYNC_WAKE_BACKGROUND));
+	EXPECT_EQ(0, reap_one_timed(self->dev, 200, 0, &ms));
+	EXPECT_LE(190, ms);
+	EXPECT_EQ(0, reap_one_timed(self->dev, 8000, AIOFSYNC_REAP_BACKGROUND, &ms));
+	EXPECT_GT(2000, ms);
+	EXPECT_EQ(0, reap_one_timed(self->dev, 200, AIOFSYNC_REAP_BACKGROUND, &ms));
+	EXPECT_LE(190, ms);
+}
+
+TEST_F(reapers, wake_unknown_flag)
+{
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_WAKE,
+			    AIOFSYNC_WAKE_BACKGROUND << 1));
+	EXPECT_EQ(EINVAL, errno);
 }
 
 /* A woken foreground reaper still returns the events that are there. */
@@ -252,7 +302,7 @@ TEST_F(reapers, wake_returns_events_present)
 				AIOFSYNC_REAP_BACKGROUND));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 6));
 	usleep(200 * 1000);	/* the fsync of a clean file is done */
-	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE));
+	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	t = now_ms();
 	EXPECT_EQ(1, afs_reap(self->dev, ev, 2, 2, 8000 * AFS_MS));
 	EXPECT_GT(2000, now_ms() - t);

@@ -211,11 +211,14 @@ struct aiofsync_info {
 /*
  * End the wait of every foreground reaper of the context now in
  * AIOFSYNC_IOC_REAP (each returns what it has, possibly 0), or, when none
- * waits, of the next one to come. For a program whose own bookkeeping tells
- * a waiting thread that its request is done (another thread reaped it):
- * without it, that thread would sleep on in the kernel until some other
- * event. Background reapers are not affected.
+ * is in it, of the next one that would wait. For a program whose own
+ * bookkeeping tells a waiting thread that its request is done (another
+ * thread reaped it): without it, that thread would sleep on in the kernel
+ * until some other event. The argument (a value, not a pointer) is 0, or
+ * AIOFSYNC_WAKE_BACKGROUND to do the same to the background reapers
+ * instead, which a foreground reaper may have work to hand to.
  */
 #define AIOFSYNC_IOC_WAKE	_IO(AIOFSYNC_IOC_MAGIC, 0x04)
+#define AIOFSYNC_WAKE_BACKGROUND	0x1
 
 #endif /* _UAPI_LINUX_AIOFSYNC_H */

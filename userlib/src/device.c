@@ -112,9 +112,9 @@ int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 	return afs_dev_reap_flags(dev, ev, min_nr, max_nr, timeout_ns, 0);
 }
 
-void afs_dev_wake(int dev)
+void afs_dev_wake(int dev, unsigned long flags)
 {
-	ioctl(dev, AIOFSYNC_IOC_WAKE);
+	ioctl(dev, AIOFSYNC_IOC_WAKE, flags);
 }
 
 int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,

@@ -108,8 +108,8 @@ int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 /* With AIOFSYNC_REAP_* @flags. */
 int afs_dev_reap_flags(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags);
-/* AIOFSYNC_IOC_WAKE: end a foreground reaper's wait. */
-void afs_dev_wake(int dev);
+/* AIOFSYNC_IOC_WAKE with AIOFSYNC_WAKE_* @flags. */
+void afs_dev_wake(int dev, unsigned long flags);
 int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,
 		   uint32_t *canceled, uint32_t *running);
 /*
@@ -294,6 +294,8 @@ static inline atomic_int *afs_error_code(const struct aiocb *cb)
  * it was claimed.
  */
 void afs_wc_record(struct aiocb *cb, ssize_t ret, int err);
+/* Whether afs_wc_record() has what it needs (it allocates on first use). */
+bool afs_wc_ready(void);
 void afs_wc_forget(struct aiocb *cb);
 
 /* ---- posix_aio.c ------------------------------------------------------- */

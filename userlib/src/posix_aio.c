@@ -49,8 +49,10 @@ static struct {
 	bool dev_checks_file;
 	/* The device has background reapers and AIOFSYNC_IOC_WAKE. */
 	bool fg_reap;
-	/* An aio_suspend() caller reaps the device itself (see there). */
-	atomic_bool fg_busy;
+	/* An aio_suspend() caller reaps the device itself (see there): 0/1. */
+	atomic_uint fg_busy;
+	/* afs_px_barrier() calls under way: no caller may reap meanwhile. */
+	atomic_uint barriers;
 } afs_px;
 
 /* The owner of this file's requests in the fallback queues. */
@@ -126,7 +128,7 @@ static void afs_posix_notify(const struct afs_note *note)
 static void afs_posix_kick_fg(void)
 {
 	if (atomic_load(&afs_px.fg_busy))
-		afs_dev_wake(afs_px.dev);
+		afs_dev_wake(afs_px.dev, 0);
 }
 
 static void afs_posix_complete(struct aiocb *cb, long res)
@@ -141,31 +143,72 @@ static void afs_posix_complete(struct aiocb *cb, long res)
 	afs_posix_notify(&note);
 }
 
-/* Room to publish one batch of events; @fg: the caller of afs_aio_suspend(). */
+/* Room to publish one batch of events. */
 struct afs_publish_buf {
 	struct afs_note note[AFS_REAP_BATCH];
 	bool has_note[AFS_REAP_BATCH];
 	uintptr_t done[AFS_REAP_BATCH];
 };
 
-/* Publish @n events reaped from the device, then notify. */
-static void afs_posix_publish(const struct aiofsync_event *ev, int n,
-			      struct afs_publish_buf *b, bool fg)
+/*
+ * Completions that the aio_suspend() caller reaping the device leaves to
+ * the reaper thread: those whose publishing starts a thread, takes a lock or
+ * allocates (SIGEV_THREAD, SIGEV_CALLBACK, a lio_listio() group, the first
+ * record for aio_waitcomplete()), which an async-signal-safe aio_suspend()
+ * may not do. One producer, the token holder; one consumer, the reaper.
+ */
+#define AFS_DEFER_SLOTS	64
+static struct {
+	struct aiofsync_event ev[AFS_DEFER_SLOTS];
+	atomic_uint head;	/* the next to take (the reaper's) */
+	atomic_uint tail;	/* the next free slot (the token holder's) */
+} afs_defer;
+
+static bool afs_posix_needs_reaper(struct aiocb *cb)
 {
+	struct afs_priv *p = afs_priv(cb);
+	int how = cb->aio_sigevent.sigev_notify;
+
+	if (p->group || !afs_wc_ready())
+		return true;
+	if (p->flags & AFS_PRIV_NO_NOTIFY)
+		return false;
+	return how == SIGEV_THREAD || how == SIGEV_CALLBACK;
+}
+
+/*
+ * Publish @n events reaped from the device, then notify. @fg: the caller of
+ * aio_suspend() reaping; it hands what it may not publish to the reaper
+ * thread, which it wakes. Returns the number handed over.
+ */
+static int afs_posix_publish(const struct aiofsync_event *ev, int n,
+			     struct afs_publish_buf *b, bool fg)
+{
+	unsigned int tail = atomic_load_explicit(&afs_defer.tail,
+						 memory_order_relaxed);
 	struct afs_barrier *bar;
-	int ndone = 0, i;
+	struct aiocb *cb;
+	int ndone = 0, ndefer = 0, i;
 
 	for (i = 0; i < n; i++) {
-		b->has_note[i] = !(ev[i].user_tag & AFS_TAG_BARRIER);
-		if (b->has_note[i]) {
-			b->done[ndone] = (uintptr_t)ev[i].user_tag;
-			afs_posix_finish((struct aiocb *)b->done[ndone++],
-					 ev[i].res, &b->note[i]);
+		b->has_note[i] = false;
+		/* A barrier is the reaper's (afs_px_barrier()); never here. */
+		if (fg && (ev[i].user_tag & AFS_TAG_BARRIER ||
+			   afs_posix_needs_reaper((struct aiocb *)(uintptr_t)
+						  ev[i].user_tag))) {
+			afs_defer.ev[(tail + ndefer++) % AFS_DEFER_SLOTS] = ev[i];
 			continue;
 		}
-		bar = (struct afs_barrier *)(uintptr_t)
-			(ev[i].user_tag & ~AFS_TAG_BARRIER);
-		atomic_store(&bar->done, true);
+		if (ev[i].user_tag & AFS_TAG_BARRIER) {
+			bar = (struct afs_barrier *)(uintptr_t)
+				(ev[i].user_tag & ~AFS_TAG_BARRIER);
+			atomic_store(&bar->done, true);
+			continue;
+		}
+		cb = (struct aiocb *)(uintptr_t)ev[i].user_tag;
+		b->has_note[i] = true;
+		b->done[ndone++] = (uintptr_t)cb;
+		afs_posix_finish(cb, ev[i].res, &b->note[i]);
 	}
 	afs_completion_wake();
 	afs_watch_wake(b->done, ndone);
@@ -174,11 +217,35 @@ static void afs_posix_publish(const struct aiofsync_event *ev, int n,
 	for (i = 0; i < n; i++)
 		if (b->has_note[i])
 			afs_posix_notify(&b->note[i]);
+	if (ndefer) {
+		atomic_store_explicit(&afs_defer.tail, tail + ndefer,
+				      memory_order_release);
+		afs_dev_wake(afs_px.dev, AIOFSYNC_WAKE_BACKGROUND);
+	}
+	return ndefer;
+}
+
+/* The reaper publishes what an aio_suspend() caller handed it. */
+static void afs_posix_take_deferred(struct aiofsync_event *ev,
+				    struct afs_publish_buf *b)
+{
+	unsigned int head = atomic_load_explicit(&afs_defer.head,
+						 memory_order_relaxed);
+	unsigned int tail = atomic_load_explicit(&afs_defer.tail,
+						 memory_order_acquire);
+	int n = 0;
+
+	while (head != tail && n < AFS_REAP_BATCH)
+		ev[n++] = afs_defer.ev[head++ % AFS_DEFER_SLOTS];
+	if (!n)
+		return;
+	atomic_store_explicit(&afs_defer.head, head, memory_order_release);
+	afs_posix_publish(ev, n, b, false);
 }
 
 static void *afs_posix_reaper(void *arg)
 {
-	struct aiofsync_event ev[AFS_REAP_BATCH];
+	struct aiofsync_event ev[AFS_REAP_BATCH], handed[AFS_REAP_BATCH];
 	struct afs_publish_buf buf;
 	int dev = (int)(intptr_t)arg, n;
 	uint32_t flags = afs_px.fg_reap ? AIOFSYNC_REAP_BACKGROUND : 0;
@@ -186,11 +253,16 @@ static void *afs_posix_reaper(void *arg)
 	for (;;) {
 		n = afs_dev_reap_flags(dev, ev, 1, AFS_REAP_BATCH,
 				       AIOFSYNC_TIMEOUT_INFINITE, flags);
-		if (n == -EINTR)
-			continue;
-		if (n < 0)
+		if (n < 0 && n != -EINTR)
 			return NULL;	/* the context is gone */
-		afs_posix_publish(ev, n, &buf, false);
+		/*
+		 * What was handed over first: it was reaped before these
+		 * events, or at least before any barrier among them (see
+		 * afs_px_barrier()).
+		 */
+		afs_posix_take_deferred(handed, &buf);
+		if (n > 0)
+			afs_posix_publish(ev, n, &buf, false);
 	}
 }
 
@@ -201,7 +273,10 @@ static void afs_px_child(void)
 	/* The descriptor is the parent's context: its events are not ours. */
 	if (atomic_load(&afs_px.state) == AFS_PX_READY)
 		close(afs_px.dev);
-	atomic_store(&afs_px.fg_busy, false);
+	atomic_store(&afs_px.fg_busy, 0);
+	atomic_store(&afs_px.barriers, 0);
+	atomic_store(&afs_defer.head, 0);
+	atomic_store(&afs_defer.tail, 0);
 	atomic_store(&afs_px.state, AFS_PX_NONE);
 }
 
@@ -261,15 +336,27 @@ static bool afs_barrier_done(void *arg)
 	return atomic_load(&((struct afs_barrier *)arg)->done);
 }
 
-/* Queue a barrier and wait until everything reaped before it is published. */
+/*
+ * Queue a barrier and wait until everything reaped before it is published.
+ * That needs one publisher, in reaping order: an aio_suspend() caller that
+ * reaps the device is asked to stop first (and none starts until the
+ * barrier is through), and the reaper publishes what such a caller handed
+ * it before anything it reaps after that.
+ */
 static void afs_px_barrier(int dev)
 {
 	struct afs_barrier b = { false };
 
-	if (afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER, -1))
-		return;
-	/* Signals do not end this wait: the barrier is on its way. */
-	afs_completion_wait(afs_barrier_done, &b, NULL, true);
+	atomic_fetch_add(&afs_px.barriers, 1);
+	while (atomic_load(&afs_px.fg_busy)) {
+		afs_dev_wake(dev, 0);
+		afs_futex_wait(&afs_px.fg_busy, 1, NULL);
+	}
+	if (!afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER, -1)) {
+		/* Signals do not end this wait: the barrier is on its way. */
+		afs_completion_wait(afs_barrier_done, &b, NULL, true);
+	}
+	atomic_fetch_sub(&afs_px.barriers, 1);
 }
 
 /* ---- submission ---- */
@@ -578,10 +665,20 @@ static int afs_suspend_reaping(struct afs_list *l,
 	int n, ret = 0;
 
 	if (atomic_load(&afs_px.state) != AFS_PX_READY || !afs_px.fg_reap ||
-	    atomic_exchange(&afs_px.fg_busy, true))
+	    atomic_exchange(&afs_px.fg_busy, 1))
 		return -ENOENT;
-	/* The buffers are the token holder's alone. */
+	/* The buffers, and the tail of afs_defer, are the token holder's. */
 	while (!afs_list_any_done(l)) {
+		/*
+		 * A barrier wants the reaper alone; and there must be room to
+		 * hand over a whole batch. Else leave it to the reaper.
+		 */
+		if (atomic_load(&afs_px.barriers) ||
+		    atomic_load(&afs_defer.tail) - atomic_load(&afs_defer.head) >
+		    AFS_DEFER_SLOTS - AFS_FG_BATCH) {
+			ret = -ENOENT;
+			break;
+		}
 		if (!afs_deadline_left(d, &left)) {
 			ret = -EAGAIN;
 			break;
@@ -601,7 +698,9 @@ static int afs_suspend_reaping(struct afs_list *l,
 		}
 		afs_posix_publish(ev, n, &buf, true);
 	}
-	atomic_store(&afs_px.fg_busy, false);
+	atomic_store(&afs_px.fg_busy, 0);
+	if (atomic_load(&afs_px.barriers))
+		afs_futex_wake(&afs_px.fg_busy, INT_MAX);
 	return ret;
 }
 

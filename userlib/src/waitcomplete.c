@@ -72,6 +72,11 @@ static struct afs_fork_hook afs_wc_fork = {
 	.child = afs_wc_child,
 };
 
+bool afs_wc_ready(void)
+{
+	return atomic_load(&afs_wc.arena) != NULL;
+}
+
 static struct afs_wc_arena *afs_wc_arena(void)
 {
 	struct afs_wc_arena *a = atomic_load(&afs_wc.arena), *expected = NULL;

@@ -340,6 +340,97 @@ TEST_F(posix, suspend_not_woken_by_other_requests)
 	close(other);
 }
 
+/* A thread asleep in aio_suspend() on the stalled self->w. */
+static void start_suspender(struct __test_metadata *_metadata,
+			    FIXTURE_DATA(posix) *self, struct suspender *sp,
+			    pthread_t *t)
+{
+	sp->cb = &self->w;
+	ASSERT_EQ(0, sem_init(&sp->started, 0, 0));
+	ASSERT_EQ(0, sem_init(&sp->done, 0, 0));
+	start_stalled_write(_metadata, self);
+	ASSERT_EQ(0, pthread_create(t, NULL, suspend_main, sp));
+	ASSERT_EQ(0, lt_sem_wait(&sp->started));
+	usleep(100 * 1000);	/* asleep in the device, reaping */
+}
+
+/* It is still waiting; release self->w: it returns 0. */
+static void end_suspender(struct __test_metadata *_metadata,
+			  FIXTURE_DATA(posix) *self, struct suspender *sp,
+			  pthread_t t)
+{
+	EXPECT_NE(0, sem_trywait(&sp->done)) TH_LOG("aio_suspend() returned early");
+	afs_stall_release(&self->stall, 'n');
+	ASSERT_EQ(0, lt_sem_wait(&sp->done));
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, sp->ret);
+	EXPECT_EQ(0, lt_wait(&self->w));
+	afs_stall_destroy(&self->stall);
+	self->stalled = false;
+}
+
+struct handed_note {
+	const struct aiocb *cb;
+	int err;
+	sem_t done;
+};
+
+static void handed_note_fn(union sigval v)
+{
+	struct handed_note *n = v.sival_ptr;
+
+	n->err = aio_error(n->cb);
+	sem_post(&n->done);
+}
+
+/*
+ * The thread in aio_suspend() reaps the device for everybody, but may not
+ * start a SIGEV_THREAD thread (aio_suspend() is async-signal-safe): it hands
+ * that completion to the reaper thread, which publishes it and notifies.
+ */
+TEST_F(posix, suspended_reaper_hands_over_thread_notification)
+{
+	int other = lt_tmpfile("posix-other", O_RDWR);
+	struct handed_note n = { .err = -1 };
+	struct suspender sp;
+	struct aiocb cb;
+	pthread_t t;
+
+	ASSERT_LE(0, other);
+	ASSERT_EQ(0, sem_init(&n.done, 0, 0));
+	start_suspender(_metadata, self, &sp, &t);
+
+	lt_prep(&cb, other, NULL, 0, 0);
+	n.cb = &cb;
+	cb.aio_sigevent.sigev_notify = SIGEV_THREAD;
+	cb.aio_sigevent.sigev_notify_function = handed_note_fn;
+	cb.aio_sigevent.sigev_value.sival_ptr = &n;
+	ASSERT_EQ(0, aio_fsync(O_DSYNC, &cb));
+	ASSERT_EQ(0, lt_sem_wait(&n.done)) TH_LOG("no notification");
+	EXPECT_EQ(0, n.err);
+	EXPECT_EQ(0, aio_return(&cb));
+	end_suspender(_metadata, self, &sp, t);
+	close(other);
+}
+
+/*
+ * aio_cancel() while a thread in aio_suspend() reaps the device: the
+ * cancelled request reads ECANCELED as soon as aio_cancel() returns (its
+ * barrier stops the reaping caller first), and the caller goes on waiting.
+ */
+TEST_F(posix, cancel_while_suspended_caller_reaps)
+{
+	struct suspender sp;
+	pthread_t t;
+
+	start_suspender(_metadata, self, &sp, &t);
+	/* Held behind the stalled write: not started, so it can be cancelled. */
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	EXPECT_EQ(AIO_CANCELED, aio_cancel(self->fd, &self->s));
+	EXPECT_EQ(ECANCELED, aio_error(&self->s));
+	end_suspender(_metadata, self, &sp, t);
+}
+
 /*
  * More threads suspended on one request than the library keeps watches for
  * (128): those past the limit wait the other way; all of them wake.
