@@ -363,6 +363,15 @@ static bool aiofsync_may_return(struct aiofsync_ctx *ctx, unsigned int want,
 }
 
 /*
+ * 1 for a wait that ended for events (taken meanwhile by another reaper,
+ * they are waited for again), 0 for one a wake ended.
+ */
+static int aiofsync_woken(struct aiofsync_ctx *ctx, bool bg, unsigned int wakes)
+{
+	return READ_ONCE(ctx->wakes[bg]) == wakes;
+}
+
+/*
  * Wait until @want events are there: 1 when they are (or @want is 0), 0 when
  * the deadline passed first, there is no timeout, or a wake came; -EINTR on
  * a signal.
@@ -376,7 +385,7 @@ static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 	long ret;
 
 	if (!want || aiofsync_may_return(ctx, want, bg, wakes))
-		return aiofsync_enough_done(ctx, want);
+		return aiofsync_woken(ctx, bg, wakes);
 	if (!timeout_ns)
 		return 0;
 	if (timeout_ns == AIOFSYNC_TIMEOUT_INFINITE) {
@@ -394,7 +403,7 @@ static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 	}
 	if (ret)
 		return -EINTR;
-	return aiofsync_enough_done(ctx, want);
+	return aiofsync_woken(ctx, bg, wakes);
 }
 
 /*
@@ -409,7 +418,7 @@ static unsigned int aiofsync_reaper_enter(struct aiofsync_ctx *ctx, bool bg,
 	unsigned int wakes;
 
 	spin_lock(&ctx->lock);
-	ctx->nr_reapers[bg]++;
+	WRITE_ONCE(ctx->nr_reapers[bg], ctx->nr_reapers[bg] + 1);
 	wakes = ctx->wakes[bg];
 	if (*would_wait && ctx->wake_pending[bg]) {
 		ctx->wake_pending[bg] = false;
@@ -425,7 +434,7 @@ static void aiofsync_reaper_leave(struct aiofsync_ctx *ctx, bool bg)
 	bool wake_bg;
 
 	spin_lock(&ctx->lock);
-	ctx->nr_reapers[bg]--;
+	WRITE_ONCE(ctx->nr_reapers[bg], ctx->nr_reapers[bg] - 1);
 	wake_bg = !bg && !ctx->nr_reapers[0] && ctx->nr_done;
 	spin_unlock(&ctx->lock);
 	if (wake_bg)
@@ -439,7 +448,7 @@ long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags)
 	if (flags & ~(unsigned long)AIOFSYNC_WAKE_BACKGROUND)
 		return -EINVAL;
 	spin_lock(&ctx->lock);
-	ctx->wakes[bg]++;
+	WRITE_ONCE(ctx->wakes[bg], ctx->wakes[bg] + 1);
 	if (!ctx->nr_reapers[bg])
 		ctx->wake_pending[bg] = true;
 	spin_unlock(&ctx->lock);

@@ -122,6 +122,7 @@ static long aiofsync_ioctl(struct file *file, unsigned int cmd,
 	case AIOFSYNC_IOC_GET_INFO:
 		return aiofsync_ioc_get_info(uarg);
 	case AIOFSYNC_IOC_WAKE:
+		/* A value: compat_ptr() leaves its few bits as they are. */
 		return aiofsync_ioc_wake(ctx, arg);
 	default:
 		return -ENOTTY;

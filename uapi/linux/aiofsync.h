@@ -125,7 +125,8 @@ struct aiofsync_event {
  * @reserved:	must be 0
  *
  * Returns the number of events stored (possibly fewer than @min_nr when the
- * timeout expired, or when AIOFSYNC_IOC_WAKE ended the wait). A signal
+ * timeout expired, when AIOFSYNC_IOC_WAKE ended the wait, or for a
+ * background reaper when a foreground one came in just as it woke). A signal
  * during the wait gives EINTR and takes nothing: the call may simply be
  * made again.
  *

@@ -137,6 +137,7 @@ void afs_dev_req_init(struct aiofsync_req *r, uint32_t opcode, int fd,
 extern atomic_uint afs_fork_generation;
 /* getpid(), cached per fork generation. */
 pid_t afs_getpid(void);
+pid_t afs_gettid(void);
 
 int afs_futex_wait(atomic_uint *addr, unsigned int val,
 		   const struct timespec *rel);

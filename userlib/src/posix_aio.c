@@ -214,14 +214,14 @@ static int afs_posix_publish(const struct aiofsync_event *ev, int n,
 	afs_watch_wake(b->done, ndone);
 	if (!fg)
 		afs_posix_kick_fg();
-	for (i = 0; i < n; i++)
-		if (b->has_note[i])
-			afs_posix_notify(&b->note[i]);
 	if (ndefer) {
 		atomic_store_explicit(&afs_defer.tail, tail + ndefer,
 				      memory_order_release);
 		afs_dev_wake(afs_px.dev, AIOFSYNC_WAKE_BACKGROUND);
 	}
+	for (i = 0; i < n; i++)
+		if (b->has_note[i])
+			afs_posix_notify(&b->note[i]);
 	return ndefer;
 }
 
@@ -346,11 +346,18 @@ static bool afs_barrier_done(void *arg)
 static void afs_px_barrier(int dev)
 {
 	struct afs_barrier b = { false };
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	int tries = 10;
 
 	atomic_fetch_add(&afs_px.barriers, 1);
-	while (atomic_load(&afs_px.fg_busy)) {
+	/*
+	 * Bounded: a caller that left aio_suspend() by siglongjmp() from a
+	 * signal handler never puts the token back. The barrier then goes on
+	 * without it (such a caller no longer reaps).
+	 */
+	while (atomic_load(&afs_px.fg_busy) && tries--) {
 		afs_dev_wake(dev, 0);
-		afs_futex_wait(&afs_px.fg_busy, 1, NULL);
+		afs_futex_wait(&afs_px.fg_busy, 1, &pause);
 	}
 	if (!afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER, -1)) {
 		/* Signals do not end this wait: the barrier is on its way. */
@@ -644,6 +651,38 @@ static bool afs_list_any_done(void *arg)
 }
 
 /*
+ * The batch the reaping aio_suspend() caller holds (afs_suspend_reaping()):
+ * once AIOFSYNC_IOC_REAP has copied events here they are nowhere else until
+ * published. A signal handler on that thread may call aio_suspend() for one
+ * of them while the caller is stopped with the batch in hand, so the batch
+ * carries its own state: a slot whose tag is not 0 holds an event nobody
+ * published yet (a tag is never 0: an aiocb or a barrier address). Whoever
+ * publishes it - the caller, or a handler that interrupted it - does so
+ * with signals blocked and clears the tag before unblocking.
+ */
+static struct {
+	struct aiofsync_event ev[AFS_FG_BATCH];
+	struct afs_publish_buf buf;
+	atomic_int owner;	/* the token holder's thread id, or 0 */
+} afs_fg;
+
+/* Publish the events of afs_fg.ev still unpublished; signals blocked. */
+static void afs_fg_publish_held(void)
+{
+	struct aiofsync_event held[AFS_FG_BATCH];
+	int i, n = 0;
+
+	for (i = 0; i < AFS_FG_BATCH; i++) {
+		if (!afs_fg.ev[i].user_tag)
+			continue;
+		held[n++] = afs_fg.ev[i];
+		afs_fg.ev[i].user_tag = 0;
+	}
+	if (n)
+		afs_posix_publish(held, n, &afs_fg.buf, true);
+}
+
+/*
  * aio_suspend() as the device's foreground reaper: the device wakes this
  * thread for the next completion, whoever's it is, and leaves the reaper
  * thread asleep; the thread publishes it (waking other aio_suspend()
@@ -652,22 +691,32 @@ static bool afs_list_any_done(void *arg)
  * time: more would all be woken for every completion, which watches avoid.
  * Returns 0, -EAGAIN (timeout), -EINTR, or -ENOENT when another caller
  * reaps, the device lacks background reapers, or none is open: then wait on
- * a watch. (A signal handler interrupting the reaping caller finds the
- * token taken and watches.)
+ * a watch. A signal handler that interrupted the reaping caller on its own
+ * thread first publishes the batch that caller held, then watches.
  */
 static int afs_suspend_reaping(struct afs_list *l,
 			       const struct afs_deadline *d)
 {
-	static struct aiofsync_event ev[AFS_FG_BATCH];
-	static struct afs_publish_buf buf;
 	struct timespec left = { 0, 0 };
+	sigset_t all, old;
 	uint64_t timeout_ns;
 	int n, ret = 0;
 
-	if (atomic_load(&afs_px.state) != AFS_PX_READY || !afs_px.fg_reap ||
-	    atomic_exchange(&afs_px.fg_busy, 1))
+	if (atomic_load(&afs_px.state) != AFS_PX_READY || !afs_px.fg_reap)
 		return -ENOENT;
-	/* The buffers, and the tail of afs_defer, are the token holder's. */
+	sigfillset(&all);
+	if (atomic_exchange(&afs_px.fg_busy, 1)) {
+		if (atomic_load(&afs_fg.owner) == afs_gettid()) {
+			pthread_sigmask(SIG_BLOCK, &all, &old);
+			afs_fg_publish_held();
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
+		return -ENOENT;
+	}
+	/* The token before the list, as a publisher's fence before the token. */
+	atomic_thread_fence(memory_order_seq_cst);
+	atomic_store(&afs_fg.owner, afs_gettid());
+	/* The batch, and the tail of afs_defer, are the token holder's. */
 	while (!afs_list_any_done(l)) {
 		/*
 		 * A barrier wants the reaper alone; and there must be room to
@@ -686,8 +735,13 @@ static int afs_suspend_reaping(struct afs_list *l,
 		timeout_ns = d->forever ? AIOFSYNC_TIMEOUT_INFINITE :
 			     (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
 			     (uint64_t)left.tv_nsec;
-		n = afs_dev_reap_flags(afs_px.dev, ev, 1, AFS_FG_BATCH,
+		n = afs_dev_reap_flags(afs_px.dev, afs_fg.ev, 1, AFS_FG_BATCH,
 				       timeout_ns, 0);
+		if (n > 0) {
+			pthread_sigmask(SIG_BLOCK, &all, &old);
+			afs_fg_publish_held();
+			pthread_sigmask(SIG_SETMASK, &old, NULL);
+		}
 		if (n == -EINTR) {
 			ret = -EINTR;
 			break;
@@ -696,8 +750,8 @@ static int afs_suspend_reaping(struct afs_list *l,
 			ret = -ENOENT;
 			break;
 		}
-		afs_posix_publish(ev, n, &buf, true);
 	}
+	atomic_store(&afs_fg.owner, 0);
 	atomic_store(&afs_px.fg_busy, 0);
 	if (atomic_load(&afs_px.barriers))
 		afs_futex_wake(&afs_px.fg_busy, INT_MAX);

@@ -26,6 +26,12 @@ pid_t afs_getpid(void)
 	return pid;
 }
 
+/* The calling thread's id; a system call, async-signal-safe. */
+pid_t afs_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
 /* Hooks, newest first; only ever added to (a lock-free push). */
 static _Atomic(struct afs_fork_hook *) afs_fork_hooks;
 
