@@ -90,17 +90,26 @@ static inline int afs_submit(int dev, const struct aiofsync_req *reqs, __u32 nr)
 	return afs_submit_sized(dev, reqs, nr, sizeof(*reqs));
 }
 
-static inline int afs_reap(int dev, struct aiofsync_event *ev, __u32 min_nr,
-			   __u32 max_nr, __u64 timeout_ns)
+/* AIOFSYNC_IOC_REAP with AIOFSYNC_REAP_* @flags. */
+static inline int afs_reap_flags(int dev, struct aiofsync_event *ev,
+				 __u32 min_nr, __u32 max_nr, __u64 timeout_ns,
+				 __u32 flags)
 {
 	struct aiofsync_reap r = {
 		.min_nr = min_nr,
 		.max_nr = max_nr,
 		.events = (uintptr_t)ev,
 		.timeout_ns = timeout_ns,
+		.flags = flags,
 	};
 
 	return ioctl(dev, AIOFSYNC_IOC_REAP, &r);
+}
+
+static inline int afs_reap(int dev, struct aiofsync_event *ev, __u32 min_nr,
+			   __u32 max_nr, __u64 timeout_ns)
+{
+	return afs_reap_flags(dev, ev, min_nr, max_nr, timeout_ns, 0);
 }
 
 static inline int afs_cancel(int dev, __u32 flags, int fd, __u64 tag,

@@ -44,20 +44,6 @@ static long long now_ms(void)
 	return t.tv_sec * 1000LL + t.tv_nsec / 1000000;
 }
 
-static int reap_flags(int dev, struct aiofsync_event *ev, __u32 min_nr,
-		      __u32 max_nr, __u64 timeout_ns, __u32 flags)
-{
-	struct aiofsync_reap r = {
-		.min_nr = min_nr,
-		.max_nr = max_nr,
-		.events = (uintptr_t)ev,
-		.timeout_ns = timeout_ns,
-		.flags = flags,
-	};
-
-	return ioctl(dev, AIOFSYNC_IOC_REAP, &r);
-}
-
 /* One reap call on a thread of its own: what it returned, and when. */
 struct call {
 	int dev;
@@ -77,7 +63,7 @@ static void *call_run(void *arg)
 
 	usleep(c->delay_ms * 1000);
 	c->start_ms = now_ms();
-	c->ret = reap_flags(c->dev, c->ev ? c->ev : ev, c->min_nr, c->max_nr,
+	c->ret = afs_reap_flags(c->dev, c->ev ? c->ev : ev, c->min_nr, c->max_nr,
 			    c->timeout_ns, c->flags);
 	c->err = errno;
 	c->end_ms = now_ms();
@@ -87,6 +73,18 @@ static void *call_run(void *arg)
 static int call_start(struct call *c)
 {
 	return pthread_create(&c->thread, NULL, call_run, c);
+}
+
+/* A foreground reaper of @min_nr events, waiting by the time this returns. */
+static int fg_waiting(struct call *c, int dev, __u32 min_nr, __u64 timeout_ms)
+{
+	int ret;
+
+	*c = (struct call){ .dev = dev, .min_nr = min_nr, .max_nr = min_nr,
+			    .timeout_ns = timeout_ms * AFS_MS };
+	ret = call_start(c);
+	usleep(100 * 1000);
+	return ret;
 }
 
 static int submit_fsync(int dev, int fd, __u64 tag)
@@ -116,7 +114,7 @@ TEST_F(reapers, background_alone_takes_events)
 	struct aiofsync_event ev;
 
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 7));
-	EXPECT_EQ(1, reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+	EXPECT_EQ(1, afs_reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
 				AIOFSYNC_REAP_BACKGROUND));
 	EXPECT_EQ(7, ev.user_tag);
 }
@@ -127,16 +125,12 @@ TEST_F(reapers, background_alone_takes_events)
  */
 TEST_F(reapers, background_leaves_events_to_waiting_foreground)
 {
-	struct call fg = {
-		.dev = self->dev, .min_nr = 2, .max_nr = 2,
-		.timeout_ns = 10000 * AFS_MS,
-	};
 	struct aiofsync_event ev;
+	struct call fg;
 
-	ASSERT_EQ(0, call_start(&fg));
-	usleep(100 * 1000);	/* the foreground reaper is waiting */
+	ASSERT_EQ(0, fg_waiting(&fg, self->dev, 2, 10000));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
-	EXPECT_EQ(0, reap_flags(self->dev, &ev, 1, 1, 300 * AFS_MS,
+	EXPECT_EQ(0, afs_reap_flags(self->dev, &ev, 1, 1, 300 * AFS_MS,
 				AIOFSYNC_REAP_BACKGROUND));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
 	pthread_join(fg.thread, NULL);
@@ -165,7 +159,7 @@ TEST_F(reapers, foreground_leaving_wakes_background)
 	usleep(50 * 1000);
 	/* The fsync completes while this foreground reaper waits for two. */
 	ASSERT_EQ(0, pthread_create(&late.thread, NULL, late_fsync_run, &late));
-	EXPECT_EQ(-1, reap_flags(self->dev, ro, 2, 2, 600 * AFS_MS, 0));
+	EXPECT_EQ(-1, afs_reap_flags(self->dev, ro, 2, 2, 600 * AFS_MS, 0));
 	EXPECT_EQ(EFAULT, errno);
 	fg_end = now_ms();
 	pthread_join(late.thread, NULL);
@@ -180,14 +174,10 @@ TEST_F(reapers, foreground_leaving_wakes_background)
 
 TEST_F(reapers, wake_ends_foreground_wait)
 {
-	struct call fg = {
-		.dev = self->dev, .min_nr = 1, .max_nr = 1,
-		.timeout_ns = 8000 * AFS_MS,
-	};
 	long long woke;
+	struct call fg;
 
-	ASSERT_EQ(0, call_start(&fg));
-	usleep(100 * 1000);
+	ASSERT_EQ(0, fg_waiting(&fg, self->dev, 1, 8000));
 	woke = now_ms();
 	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));
 	pthread_join(fg.thread, NULL);
@@ -200,7 +190,7 @@ static int reap_one_timed(int dev, __u64 timeout_ms, __u32 flags, long long *ms)
 {
 	struct aiofsync_event ev;
 	long long t = now_ms();
-	int ret = reap_flags(dev, &ev, 1, 1, timeout_ms * AFS_MS, flags);
+	int ret = afs_reap_flags(dev, &ev, 1, 1, timeout_ms * AFS_MS, flags);
 
 	*ms = now_ms() - t;
 	return ret;
@@ -298,7 +288,7 @@ TEST_F(reapers, wake_returns_events_present)
 	long long t;
 
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 5));
-	EXPECT_EQ(1, reap_flags(self->dev, ev, 1, 1, 5000 * AFS_MS,
+	EXPECT_EQ(1, afs_reap_flags(self->dev, ev, 1, 1, 5000 * AFS_MS,
 				AIOFSYNC_REAP_BACKGROUND));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 6));
 	usleep(200 * 1000);	/* the fsync of a clean file is done */

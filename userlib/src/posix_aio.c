@@ -179,9 +179,9 @@ static bool afs_posix_needs_reaper(struct aiocb *cb)
 /*
  * Publish @n events reaped from the device, then notify. @fg: the caller of
  * aio_suspend() reaping; it hands what it may not publish to the reaper
- * thread, which it wakes. Returns the number handed over.
+ * thread, which it wakes.
  */
-static int afs_posix_publish(const struct aiofsync_event *ev, int n,
+static void afs_posix_publish(const struct aiofsync_event *ev, int n,
 			     struct afs_publish_buf *b, bool fg)
 {
 	unsigned int tail = atomic_load_explicit(&afs_defer.tail,
@@ -222,7 +222,6 @@ static int afs_posix_publish(const struct aiofsync_event *ev, int n,
 	for (i = 0; i < n; i++)
 		if (b->has_note[i])
 			afs_posix_notify(&b->note[i]);
-	return ndefer;
 }
 
 /* The reaper publishes what an aio_suspend() caller handed it. */
