@@ -85,6 +85,13 @@ struct aiofsync_ctx {
 	unsigned int nr_reapers[2];
 	unsigned int wakes[2];
 	bool wake_pending[2];
+	/*
+	 * Background reapers gone back to user space with events, until each
+	 * calls AIOFSYNC_IOC_REAP again: foreground reapers take none
+	 * meanwhile, so that a program publishes its events in the order it
+	 * took them.
+	 */
+	unsigned int bg_holding;
 	/* Foreground reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
 	/* Background reapers wait here: woken while nr_reapers[0] is 0. */

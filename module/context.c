@@ -96,8 +96,6 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 
 	struct aiofsync_inode *ainode;
 
-	if (op == AIOFSYNC_OP_WRITE)
-		aiofsync_order_write_done(req);
 	aiofsync_request_drop_refs(req);
 
 	req->ev.res = res;
@@ -110,6 +108,13 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		aiofsync_stat_add(AIOFSYNC_STAT_ERRORS, 1);
 
 	spin_lock(&ctx->lock);
+	/*
+	 * The syncs this write held back may run only as its event is posted
+	 * (under ctx->lock, so no reaper sees one before the other): a program
+	 * never reaps a sync before a write of its own that the sync covers.
+	 */
+	if (op == AIOFSYNC_OP_WRITE)
+		aiofsync_order_write_done(req);
 	/*
 	 * A cancel walking ctx->active looks at a sync's inode state: the
 	 * reference to it goes only once the request is off that list.
@@ -310,14 +315,23 @@ void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 	aiofsync_ctx_put(ctx);
 }
 
-/* Move up to @max completed requests to @out. */
+/*
+ * Move up to @max completed requests to @out: none to a foreground reaper
+ * while a background one holds events it took earlier. A background reaper
+ * that takes some holds them (*@holding) until its next call.
+ */
 static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
-				       struct list_head *out, unsigned int max)
+				       struct list_head *out, unsigned int max,
+				       bool bg, bool *holding)
 {
 	struct aiofsync_request *req, *tmp;
 	unsigned int n = 0;
 
 	spin_lock(&ctx->lock);
+	if (!bg && ctx->bg_holding) {
+		spin_unlock(&ctx->lock);
+		return 0;
+	}
 	list_for_each_entry_safe(req, tmp, &ctx->done, ctx_node) {
 		if (n == max)
 			break;
@@ -326,6 +340,10 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 	}
 	ctx->nr_done -= n;
 	ctx->nr_requests -= n;
+	if (bg && n && !*holding) {
+		*holding = true;
+		ctx->bg_holding++;
+	}
 	spin_unlock(&ctx->lock);
 	return n;
 }
@@ -350,14 +368,15 @@ static bool aiofsync_enough_done(struct aiofsync_ctx *ctx, unsigned int min_nr)
  * What ends a reaper's wait: an AIOFSYNC_IOC_WAKE for its kind since it came
  * (@wakes), or enough events; for a background reaper, only while no
  * foreground reaper is in AIOFSYNC_IOC_REAP, which would otherwise be woken
- * for the same events and race it for them.
+ * for the same events and race it for them; for a foreground one, only
+ * while no background reaper holds events (see aiofsync_take_done()).
  */
 static bool aiofsync_may_return(struct aiofsync_ctx *ctx, unsigned int want,
 				bool bg, unsigned int wakes)
 {
 	if (READ_ONCE(ctx->wakes[bg]) != wakes)
 		return true;
-	if (bg && READ_ONCE(ctx->nr_reapers[0]))
+	if (bg ? READ_ONCE(ctx->nr_reapers[0]) : READ_ONCE(ctx->bg_holding))
 		return false;
 	return aiofsync_enough_done(ctx, want);
 }
@@ -408,23 +427,32 @@ static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 
 /*
  * A reaper enters AIOFSYNC_IOC_REAP; while a foreground one is in it, the
- * background ones stay asleep. Returns the wake count to wait against. A
- * call that would wait first takes a wake kept for its kind, if any: it
- * then does not wait (*@would_wait becomes false).
+ * background ones stay asleep. A background one coming back has dealt with
+ * what it took last time: it no longer holds the foreground ones off (one
+ * hold per call; exact with one background reaper). Returns the wake count
+ * to wait against. A call that would wait first takes a wake kept for its
+ * kind, if any: it then does not wait (*@would_wait becomes false).
  */
 static unsigned int aiofsync_reaper_enter(struct aiofsync_ctx *ctx, bool bg,
 					  bool *would_wait)
 {
+	bool wake_fg = false;
 	unsigned int wakes;
 
 	spin_lock(&ctx->lock);
 	WRITE_ONCE(ctx->nr_reapers[bg], ctx->nr_reapers[bg] + 1);
+	if (bg && ctx->bg_holding) {
+		WRITE_ONCE(ctx->bg_holding, ctx->bg_holding - 1);
+		wake_fg = !ctx->bg_holding && ctx->nr_reapers[0];
+	}
 	wakes = ctx->wakes[bg];
 	if (*would_wait && ctx->wake_pending[bg]) {
 		ctx->wake_pending[bg] = false;
 		*would_wait = false;
 	}
 	spin_unlock(&ctx->lock);
+	if (wake_fg)
+		wake_up_all(&ctx->wait);
 	return wakes;
 }
 
@@ -466,7 +494,8 @@ long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags)
  */
 static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
 			      struct aiofsync_event __user *uev,
-			      unsigned int max_nr, unsigned int *copied)
+			      unsigned int max_nr, unsigned int *copied,
+			      bool bg, bool *holding)
 {
 	struct aiofsync_request *req, *tmp;
 	unsigned int n, freed;
@@ -475,7 +504,7 @@ static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
 	while (*copied < max_nr) {
 		n = aiofsync_take_done(ctx, &batch,
 				       min_t(unsigned int, max_nr - *copied,
-					     AIOFSYNC_REAP_CHUNK));
+					     AIOFSYNC_REAP_CHUNK), bg, holding);
 		if (!n)
 			break;
 		freed = 0;
@@ -507,6 +536,7 @@ static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 {
 	struct aiofsync_event __user *uev = u64_to_user_ptr(arg->events);
 	unsigned int copied = 0, want;
+	bool holding = false;
 	int waited, ret;
 
 	for (;;) {
@@ -518,7 +548,8 @@ static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 		/* Not even after a timeout: the events are the foreground's. */
 		if (bg && READ_ONCE(ctx->nr_reapers[0]))
 			return copied;
-		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied);
+		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied, bg,
+					 &holding);
 		if (ret)
 			return copied ? copied : ret;
 		if (!waited || copied >= arg->min_nr)

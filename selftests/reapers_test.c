@@ -5,10 +5,13 @@
  * A background reaper (AIOFSYNC_REAP_BACKGROUND) takes events only while no
  * foreground reaper is in AIOFSYNC_IOC_REAP; a foreground reaper that leaves
  * with events it did not take wakes it. AIOFSYNC_IOC_WAKE ends the wait of
- * the foreground reapers, or of the next one to come. Each test puts the
- * reapers in a state where the wrong behaviour gives a different count or
- * a wait that runs to its timeout, not merely a different order.
+ * the foreground reapers, or of the next one to come. A background reaper
+ * that took events holds the foreground ones off until it calls again. Each
+ * test puts the reapers in a state where the wrong behaviour gives a
+ * different count or a wait that runs to its timeout, not merely a
+ * different order.
  */
+#include <poll.h>
 #include <pthread.h>
 #include <time.h>
 #include <sys/mman.h>
@@ -172,6 +175,46 @@ TEST_F(reapers, foreground_leaving_wakes_background)
 	munmap(ro, page);
 }
 
+/*
+ * A background reaper that took an event holds the foreground reapers off
+ * until it calls again: one that polls gets nothing although an event is
+ * there, one that waits sleeps on; the background reaper's next call, which
+ * itself takes nothing while the foreground one waits, releases it.
+ */
+TEST_F(reapers, background_holding_events_holds_foreground_off)
+{
+	struct pollfd pfd = { .fd = self->dev, .events = POLLIN };
+	struct aiofsync_event ev;
+	struct call fg;
+
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	ASSERT_EQ(1, afs_reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				    AIOFSYNC_REAP_BACKGROUND));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	ASSERT_EQ(1, poll(&pfd, 1, 5000));
+	EXPECT_EQ(0, afs_reap(self->dev, &ev, 0, 1, 0));
+	ASSERT_EQ(0, fg_waiting(&fg, self->dev, 1, 10000));
+	usleep(200 * 1000);
+	EXPECT_EQ(0, fg.end_ms) TH_LOG("the foreground reaper did not wait");
+	EXPECT_EQ(0, afs_reap_flags(self->dev, &ev, 1, 1, 0,
+				    AIOFSYNC_REAP_BACKGROUND));
+	pthread_join(fg.thread, NULL);
+	EXPECT_EQ(1, fg.ret);
+	EXPECT_GT(2000, fg.end_ms - fg.start_ms);
+}
+
+/* A background call that took nothing holds nothing. */
+TEST_F(reapers, background_empty_call_holds_nothing)
+{
+	struct aiofsync_event ev;
+
+	EXPECT_EQ(0, afs_reap_flags(self->dev, &ev, 1, 1, 0,
+				    AIOFSYNC_REAP_BACKGROUND));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 4));
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(4, ev.user_tag);
+}
+
 TEST_F(reapers, wake_ends_foreground_wait)
 {
 	long long woke;
@@ -290,6 +333,9 @@ TEST_F(reapers, wake_returns_events_present)
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 5));
 	EXPECT_EQ(1, afs_reap_flags(self->dev, ev, 1, 1, 5000 * AFS_MS,
 				AIOFSYNC_REAP_BACKGROUND));
+	/* Back with nothing to take: it no longer holds the foreground off. */
+	EXPECT_EQ(0, afs_reap_flags(self->dev, ev, 1, 1, 0,
+				    AIOFSYNC_REAP_BACKGROUND));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 6));
 	usleep(200 * 1000);	/* the fsync of a clean file is done */
 	ASSERT_EQ(0, ioctl(self->dev, AIOFSYNC_IOC_WAKE, 0));

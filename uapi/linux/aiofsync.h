@@ -136,6 +136,13 @@ struct aiofsync_event {
  * background and still have the thread that waits for its own request reap
  * it, without both being woken for the same events. A foreground reaper
  * that returns with events left wakes the background ones.
+ *
+ * A background reaper that returns with events holds the foreground ones
+ * off until it calls AIOFSYNC_IOC_REAP again: meanwhile they take nothing
+ * (and wait, if they would). A program that publishes what each reaper
+ * took before its background reaper calls again thus never publishes an
+ * event before one completed earlier - a sync before a write it covers.
+ * With several background reapers, each call releases one such hold.
  */
 struct aiofsync_reap {
 	__u32 min_nr;
