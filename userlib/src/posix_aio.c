@@ -53,6 +53,14 @@ static struct {
 	atomic_uint fg_busy;
 	/* afs_px_barrier() calls under way: no caller may reap meanwhile. */
 	atomic_uint barriers;
+	/*
+	 * Odd while that caller may hold events it has not published: from
+	 * just before each AIOFSYNC_IOC_REAP until what it took is published;
+	 * one more at each change. The reaper waits for a change
+	 * (afs_posix_after_fg()), counted in fg_hold_waiters.
+	 */
+	atomic_uint fg_hold;
+	atomic_uint fg_hold_waiters;
 } afs_px;
 
 /* The owner of this file's requests in the fallback queues. */
@@ -242,6 +250,38 @@ static void afs_posix_take_deferred(struct aiofsync_event *ev,
 	afs_posix_publish(ev, n, b, false);
 }
 
+/*
+ * The reaper has just taken events: none may be published before those the
+ * reaping aio_suspend() caller took earlier. The device hands the reaper
+ * events only while no such caller is in AIOFSYNC_IOC_REAP (and that caller
+ * none while the reaper holds some, until the reaper calls again), but the
+ * caller may have left it with a batch it has not yet published. So wait
+ * for fg_hold to change from an odd value. A caller asleep in the device
+ * with nothing in hand is woken for it (its wait ends with nothing). One
+ * that never comes back - it left aio_suspend() by siglongjmp() from a
+ * signal handler - is waited for once, a second at most.
+ */
+static void afs_posix_after_fg(int dev)
+{
+	static unsigned int gave_up;	/* the reaper's own: even is none */
+	struct timespec pause = { 0, 20 * 1000 * 1000 };
+	unsigned int h = atomic_load(&afs_px.fg_hold);
+	int tries = 50;
+
+	if (!(h & 1) || h == gave_up)
+		return;
+	atomic_fetch_add(&afs_px.fg_hold_waiters, 1);
+	while (atomic_load(&afs_px.fg_hold) == h) {
+		if (!tries--) {
+			gave_up = h;
+			break;
+		}
+		afs_dev_wake(dev, 0);
+		afs_futex_wait(&afs_px.fg_hold, h, &pause);
+	}
+	atomic_fetch_sub(&afs_px.fg_hold_waiters, 1);
+}
+
 static void *afs_posix_reaper(void *arg)
 {
 	struct aiofsync_event ev[AFS_REAP_BATCH], handed[AFS_REAP_BATCH];
@@ -254,6 +294,8 @@ static void *afs_posix_reaper(void *arg)
 				       AIOFSYNC_TIMEOUT_INFINITE, flags);
 		if (n < 0 && n != -EINTR)
 			return NULL;	/* the context is gone */
+		if (n > 0)
+			afs_posix_after_fg(dev);
 		/*
 		 * What was handed over first: it was reaped before these
 		 * events, or at least before any barrier among them (see
@@ -273,6 +315,8 @@ static void afs_px_child(void)
 	if (atomic_load(&afs_px.state) == AFS_PX_READY)
 		close(afs_px.dev);
 	atomic_store(&afs_px.fg_busy, 0);
+	atomic_store(&afs_px.fg_hold, 0);
+	atomic_store(&afs_px.fg_hold_waiters, 0);
 	atomic_store(&afs_px.barriers, 0);
 	atomic_store(&afs_defer.head, 0);
 	atomic_store(&afs_defer.tail, 0);
@@ -682,6 +726,20 @@ static void afs_fg_publish_held(void)
 }
 
 /*
+ * The reaping caller may take events (@hold), or has published all it took:
+ * see afs_posix_after_fg(). A signal handler that publishes the batch for
+ * the caller leaves this to the caller, which it interrupted.
+ */
+static void afs_fg_hold(bool hold)
+{
+	if ((atomic_load(&afs_px.fg_hold) & 1) == hold)
+		return;
+	atomic_fetch_add(&afs_px.fg_hold, 1);
+	if (!hold && atomic_load(&afs_px.fg_hold_waiters))
+		afs_futex_wake(&afs_px.fg_hold, INT_MAX);
+}
+
+/*
  * aio_suspend() as the device's foreground reaper: the device wakes this
  * thread for the next completion, whoever's it is, and leaves the reaper
  * thread asleep; the thread publishes it (waking other aio_suspend()
@@ -734,6 +792,7 @@ static int afs_suspend_reaping(struct afs_list *l,
 		timeout_ns = d->forever ? AIOFSYNC_TIMEOUT_INFINITE :
 			     (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
 			     (uint64_t)left.tv_nsec;
+		afs_fg_hold(true);
 		n = afs_dev_reap_flags(afs_px.dev, afs_fg.ev, 1, AFS_FG_BATCH,
 				       timeout_ns, 0);
 		if (n > 0) {
@@ -741,6 +800,7 @@ static int afs_suspend_reaping(struct afs_list *l,
 			afs_fg_publish_held();
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
 		}
+		afs_fg_hold(false);
 		if (n == -EINTR) {
 			ret = -EINTR;
 			break;
