@@ -194,6 +194,12 @@ static void afs_posix_publish(const struct aiofsync_event *ev, int n,
 {
 	unsigned int tail = atomic_load_explicit(&afs_defer.tail,
 						 memory_order_relaxed);
+	/*
+	 * What the caller handed over earlier is not published yet: so that
+	 * nothing overtakes it, hand over everything until it is.
+	 */
+	bool behind = fg && atomic_load_explicit(&afs_defer.head,
+						 memory_order_acquire) != tail;
 	struct afs_barrier *bar;
 	struct aiocb *cb;
 	int ndone = 0, ndefer = 0, i;
@@ -201,7 +207,7 @@ static void afs_posix_publish(const struct aiofsync_event *ev, int n,
 	for (i = 0; i < n; i++) {
 		b->has_note[i] = false;
 		/* A barrier is the reaper's (afs_px_barrier()); never here. */
-		if (fg && (ev[i].user_tag & AFS_TAG_BARRIER ||
+		if (fg && (behind || ndefer || ev[i].user_tag & AFS_TAG_BARRIER ||
 			   afs_posix_needs_reaper((struct aiocb *)(uintptr_t)
 						  ev[i].user_tag))) {
 			afs_defer.ev[(tail + ndefer++) % AFS_DEFER_SLOTS] = ev[i];
@@ -246,8 +252,9 @@ static void afs_posix_take_deferred(struct aiofsync_event *ev,
 		ev[n++] = afs_defer.ev[head++ % AFS_DEFER_SLOTS];
 	if (!n)
 		return;
-	atomic_store_explicit(&afs_defer.head, head, memory_order_release);
+	/* Only once published: till then the caller hands over what follows. */
 	afs_posix_publish(ev, n, b, false);
+	atomic_store_explicit(&afs_defer.head, head, memory_order_release);
 }
 
 /*
