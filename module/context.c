@@ -426,6 +426,32 @@ static int aiofsync_wait_done(struct aiofsync_ctx *ctx, unsigned int want,
 }
 
 /*
+ * A background reaper lets go of the events it held (see
+ * aiofsync_take_done()); ctx->lock held. Returns whether foreground reapers
+ * and pollers are to be woken: what they may take is there now.
+ */
+static bool aiofsync_bg_unhold(struct aiofsync_ctx *ctx)
+{
+	lockdep_assert_held(&ctx->lock);
+
+	if (!ctx->bg_holding)
+		return false;
+	WRITE_ONCE(ctx->bg_holding, ctx->bg_holding - 1);
+	return !ctx->bg_holding && (ctx->nr_reapers[0] || ctx->nr_done);
+}
+
+static void aiofsync_bg_let_go(struct aiofsync_ctx *ctx)
+{
+	bool wake;
+
+	spin_lock(&ctx->lock);
+	wake = aiofsync_bg_unhold(ctx);
+	spin_unlock(&ctx->lock);
+	if (wake)
+		wake_up_all(&ctx->wait);
+}
+
+/*
  * A reaper enters AIOFSYNC_IOC_REAP; while a foreground one is in it, the
  * background ones stay asleep. A background one coming back has dealt with
  * what it took last time: it no longer holds the foreground ones off (one
@@ -441,10 +467,8 @@ static unsigned int aiofsync_reaper_enter(struct aiofsync_ctx *ctx, bool bg,
 
 	spin_lock(&ctx->lock);
 	WRITE_ONCE(ctx->nr_reapers[bg], ctx->nr_reapers[bg] + 1);
-	if (bg && ctx->bg_holding) {
-		WRITE_ONCE(ctx->bg_holding, ctx->bg_holding - 1);
-		wake_fg = !ctx->bg_holding && ctx->nr_reapers[0];
-	}
+	if (bg)
+		wake_fg = aiofsync_bg_unhold(ctx);
 	wakes = ctx->wakes[bg];
 	if (*would_wait && ctx->wake_pending[bg]) {
 		ctx->wake_pending[bg] = false;
@@ -527,8 +551,10 @@ static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
 
 /*
  * Another reaper of the context may take the events this one woke for: then
- * it waits again, for what it still lacks, until the same deadline. Events
- * already copied are never lost to a signal.
+ * it waits again, for what it still lacks, until the same deadline; but a
+ * background reaper that holds events (which hold the foreground ones off)
+ * returns with them rather than wait. Events already copied are never lost
+ * to a signal.
  */
 static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 			       const struct aiofsync_reap *arg,
@@ -550,9 +576,12 @@ static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 			return copied;
 		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied, bg,
 					 &holding);
+		/* All put back by a faulting copy: nothing is held. */
+		if (ret && !copied && holding)
+			aiofsync_bg_let_go(ctx);
 		if (ret)
 			return copied ? copied : ret;
-		if (!waited || copied >= arg->min_nr)
+		if (!waited || copied >= arg->min_nr || holding)
 			return copied;
 	}
 }
@@ -594,5 +623,8 @@ __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
 			   struct poll_table_struct *pt)
 {
 	poll_wait(file, &ctx->wait, pt);
-	return READ_ONCE(ctx->nr_done) ? EPOLLIN | EPOLLRDNORM : 0;
+	/* What a background reaper holds the reaps off from is not there yet. */
+	if (!READ_ONCE(ctx->nr_done) || READ_ONCE(ctx->bg_holding))
+		return 0;
+	return EPOLLIN | EPOLLRDNORM;
 }

@@ -177,9 +177,10 @@ TEST_F(reapers, foreground_leaving_wakes_background)
 
 /*
  * A background reaper that took an event holds the foreground reapers off
- * until it calls again: one that polls gets nothing although an event is
- * there, one that waits sleeps on; the background reaper's next call, which
- * itself takes nothing while the foreground one waits, releases it.
+ * until it calls again: poll() does not report the event that is there, a
+ * reaper that polls gets nothing, one that waits sleeps on; the background
+ * reaper's next call, which itself takes nothing while the foreground one
+ * waits, releases it.
  */
 TEST_F(reapers, background_holding_events_holds_foreground_off)
 {
@@ -191,7 +192,8 @@ TEST_F(reapers, background_holding_events_holds_foreground_off)
 	ASSERT_EQ(1, afs_reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
 				    AIOFSYNC_REAP_BACKGROUND));
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
-	ASSERT_EQ(1, poll(&pfd, 1, 5000));
+	usleep(300 * 1000);	/* the fsync of a clean file is done */
+	EXPECT_EQ(0, poll(&pfd, 1, 0));
 	EXPECT_EQ(0, afs_reap(self->dev, &ev, 0, 1, 0));
 	ASSERT_EQ(0, fg_waiting(&fg, self->dev, 1, 10000));
 	usleep(200 * 1000);
@@ -201,6 +203,26 @@ TEST_F(reapers, background_holding_events_holds_foreground_off)
 	pthread_join(fg.thread, NULL);
 	EXPECT_EQ(1, fg.ret);
 	EXPECT_GT(2000, fg.end_ms - fg.start_ms);
+}
+
+/* A background call whose copy faulted put the events back: no hold. */
+TEST_F(reapers, background_faulting_copy_holds_nothing)
+{
+	struct pollfd pfd = { .fd = self->dev, .events = POLLIN };
+	long page = sysconf(_SC_PAGESIZE);
+	struct aiofsync_event *ro, ev;
+
+	ro = mmap(NULL, page, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, ro);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 8));
+	ASSERT_EQ(1, poll(&pfd, 1, 5000));
+	EXPECT_EQ(-1, afs_reap_flags(self->dev, ro, 1, 1, 0,
+				     AIOFSYNC_REAP_BACKGROUND));
+	EXPECT_EQ(EFAULT, errno);
+	EXPECT_EQ(1, poll(&pfd, 1, 0));
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 0, 1, 0));
+	EXPECT_EQ(8, ev.user_tag);
+	munmap(ro, page);
 }
 
 /* A background call that took nothing holds nothing. */

@@ -126,7 +126,8 @@ struct aiofsync_event {
  *
  * Returns the number of events stored (possibly fewer than @min_nr when the
  * timeout expired, when AIOFSYNC_IOC_WAKE ended the wait, or for a
- * background reaper when a foreground one came in just as it woke). A signal
+ * background reaper when a foreground one came in just as it woke, or when
+ * another reaper took some of the events it woke for). A signal
  * during the wait gives EINTR and takes nothing: the call may simply be
  * made again.
  *
@@ -138,11 +139,14 @@ struct aiofsync_event {
  * that returns with events left wakes the background ones.
  *
  * A background reaper that returns with events holds the foreground ones
- * off until it calls AIOFSYNC_IOC_REAP again: meanwhile they take nothing
- * (and wait, if they would). A program that publishes what each reaper
- * took before its background reaper calls again thus never publishes an
- * event before one completed earlier - a sync before a write it covers.
- * With several background reapers, each call releases one such hold.
+ * off until it makes its next background call: meanwhile they take nothing
+ * (and wait, if they would), and poll() does not report the device
+ * readable. A program that publishes a background batch before that call
+ * never publishes a foreground event before one the background reaper took
+ * earlier (a sync before a write it covers); the other way round - a
+ * foreground batch not yet published when the background reaper takes
+ * later events - is the program's to order. With several background
+ * reapers, each background call releases one such hold.
  */
 struct aiofsync_reap {
 	__u32 min_nr;
