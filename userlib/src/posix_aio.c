@@ -61,6 +61,13 @@ static struct {
 	 */
 	atomic_uint fg_hold;
 	atomic_uint fg_hold_waiters;
+	/*
+	 * Signal handlers in aio_suspend() on the reaping caller's thread,
+	 * which stopped it with nothing in hand: no need to wait for it.
+	 */
+	atomic_uint fg_stopped;
+	/* The reaper's: the odd fg_hold it gave up waiting on. */
+	unsigned int fg_gave_up;
 } afs_px;
 
 /* The owner of this file's requests in the fallback queues. */
@@ -263,27 +270,30 @@ static void afs_posix_take_deferred(struct aiofsync_event *ev,
  * events only while no such caller is in AIOFSYNC_IOC_REAP (and that caller
  * none while the reaper holds some, until the reaper calls again), but the
  * caller may have left it with a batch it has not yet published. So wait
- * for fg_hold to change from an odd value. A caller asleep in the device
- * with nothing in hand is woken for it (its wait ends with nothing). One
- * that never comes back - it left aio_suspend() by siglongjmp() from a
- * signal handler - is waited for once, a second at most.
+ * for fg_hold to change from an odd value, unless a signal handler stopped
+ * the caller empty-handed. A caller asleep in the device with nothing in
+ * hand is woken for it (its wait ends with nothing). The wait is bounded: a
+ * caller that never comes back (it left aio_suspend() by siglongjmp() from
+ * a signal handler), or a handler that waits some other way, is waited for
+ * once, 200 ms at most; a caller held up longer than that between its reap
+ * and its publishing may then see its events overtaken.
  */
 static void afs_posix_after_fg(int dev)
 {
-	static unsigned int gave_up;	/* the reaper's own: even is none */
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
 	unsigned int h = atomic_load(&afs_px.fg_hold);
-	int tries = 50;
+	int tries = 10;
 
-	if (!(h & 1) || h == gave_up)
+	if (!(h & 1) || h == afs_px.fg_gave_up)
 		return;
 	atomic_fetch_add(&afs_px.fg_hold_waiters, 1);
-	while (atomic_load(&afs_px.fg_hold) == h) {
+	afs_dev_wake(dev, 0);
+	while (atomic_load(&afs_px.fg_hold) == h &&
+	       !atomic_load(&afs_px.fg_stopped)) {
 		if (!tries--) {
-			gave_up = h;
+			afs_px.fg_gave_up = h;
 			break;
 		}
-		afs_dev_wake(dev, 0);
 		afs_futex_wait(&afs_px.fg_hold, h, &pause);
 	}
 	atomic_fetch_sub(&afs_px.fg_hold_waiters, 1);
@@ -324,6 +334,8 @@ static void afs_px_child(void)
 	atomic_store(&afs_px.fg_busy, 0);
 	atomic_store(&afs_px.fg_hold, 0);
 	atomic_store(&afs_px.fg_hold_waiters, 0);
+	atomic_store(&afs_px.fg_stopped, 0);
+	afs_px.fg_gave_up = 0;
 	atomic_store(&afs_px.barriers, 0);
 	atomic_store(&afs_defer.head, 0);
 	atomic_store(&afs_defer.tail, 0);
@@ -759,7 +771,7 @@ static void afs_fg_hold(bool hold)
  * thread first publishes the batch that caller held, then watches.
  */
 static int afs_suspend_reaping(struct afs_list *l,
-			       const struct afs_deadline *d)
+			       const struct afs_deadline *d, bool *stopped)
 {
 	struct timespec left = { 0, 0 };
 	sigset_t all, old;
@@ -774,6 +786,11 @@ static int afs_suspend_reaping(struct afs_list *l,
 			pthread_sigmask(SIG_BLOCK, &all, &old);
 			afs_fg_publish_held();
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			/* Until this call returns the caller holds nothing. */
+			atomic_fetch_add(&afs_px.fg_stopped, 1);
+			*stopped = true;
+			if (atomic_load(&afs_px.fg_hold_waiters))
+				afs_futex_wake(&afs_px.fg_hold, INT_MAX);
 		}
 		return -ENOENT;
 	}
@@ -829,6 +846,7 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 {
 	struct afs_list l = { list, nent };
 	struct afs_deadline deadline;
+	bool stopped = false;
 	struct afs_watch *w;
 	int ret;
 
@@ -839,7 +857,7 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 	}
 	if (afs_list_any_done(&l))
 		return 0;
-	ret = afs_suspend_reaping(&l, &deadline);
+	ret = afs_suspend_reaping(&l, &deadline, &stopped);
 	if (ret != -ENOENT) {
 		if (ret)
 			errno = -ret;
@@ -854,6 +872,8 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 		ret = afs_completion_wait(afs_list_any_done, &l, &deadline,
 					  false);
 	}
+	if (stopped)
+		atomic_fetch_sub(&afs_px.fg_stopped, 1);
 	if (ret)
 		errno = -ret;
 	return ret ? -1 : 0;
