@@ -432,6 +432,17 @@ static void afs_px_barrier(int dev)
 
 static void afs_fb_posix_done(struct afs_fb_req *req)
 {
+	bool sync = req->opcode == AIOFSYNC_OP_FSYNC ||
+		    req->opcode == AIOFSYNC_OP_FDATASYNC;
+
+	/*
+	 * A sync the helpers ran through a context of their own waited for
+	 * the device's writes to the file, whose completions may still be on
+	 * their way through this process's context: publish it after them.
+	 */
+	if (sync && req->res != -ECANCELED &&
+	    atomic_load(&afs_px.state) == AFS_PX_READY)
+		afs_px_barrier(afs_px.dev);
 	afs_posix_complete((struct aiocb *)(uintptr_t)req->tag, req->res);
 }
 

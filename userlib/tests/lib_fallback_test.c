@@ -233,6 +233,8 @@ static void sync_waits_for_held_write(struct __test_metadata *_metadata,
 		TH_LOG("the sync completed before the write it covers");
 	ASSERT_EQ(0, afs_stall_release(&stall, 'h'));
 	EXPECT_EQ(0, lt_wait(&s));
+	/* Done as soon as the sync that covers it is, as with glibc. */
+	EXPECT_EQ(0, aio_error(&w));
 	EXPECT_EQ(0, lt_wait(&w));
 	EXPECT_EQ(4096, aio_return(&w));
 	ASSERT_EQ(1, pread(sfd, &c, 1, 0));
