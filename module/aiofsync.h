@@ -89,9 +89,13 @@ struct aiofsync_ctx {
 	 * Background reapers gone back to user space with events, until each
 	 * calls AIOFSYNC_IOC_REAP again: foreground reapers take none
 	 * meanwhile, so that a program publishes its events in the order it
-	 * took them.
+	 * took them; but only until @bg_hold_end (jiffies; bg_hold_ms after
+	 * the take), when @bg_hold_timer wakes them, so that a background
+	 * reaper that never comes back delays them instead of stopping them.
 	 */
 	unsigned int bg_holding;
+	unsigned long bg_hold_end;
+	struct timer_list bg_hold_timer;
 	/* Foreground reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
 	/* Background reapers wait here: woken while nr_reapers[0] is 0. */
@@ -136,6 +140,7 @@ extern unsigned int aiofsync_max_ctx_requests;
 extern unsigned int aiofsync_max_requests;
 extern unsigned int aiofsync_max_ctx_active;
 extern unsigned int aiofsync_flush_defer_us;
+extern unsigned int aiofsync_bg_hold_ms;
 
 /* main.c */
 extern struct workqueue_struct *aiofsync_wq;

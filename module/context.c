@@ -15,6 +15,20 @@
 
 #include "aiofsync.h"
 
+static void aiofsync_bg_hold_lapsed(struct timer_list *t)
+{
+	struct aiofsync_ctx *ctx = from_timer(ctx, t, bg_hold_timer);
+
+	wake_up_all(&ctx->wait);
+}
+
+/* Whether a background reaper's hold keeps the foreground ones off. */
+static bool aiofsync_fg_held_off(struct aiofsync_ctx *ctx)
+{
+	return READ_ONCE(ctx->bg_holding) &&
+	       time_before(jiffies, READ_ONCE(ctx->bg_hold_end));
+}
+
 struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 {
 	struct aiofsync_ctx *ctx;
@@ -30,6 +44,7 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 	INIT_LIST_HEAD(&ctx->done);
 	init_waitqueue_head(&ctx->wait);
 	init_waitqueue_head(&ctx->bg_wait);
+	timer_setup(&ctx->bg_hold_timer, aiofsync_bg_hold_lapsed, 0);
 	kref_init(&ctx->ref);
 	return ctx;
 }
@@ -44,6 +59,7 @@ static void aiofsync_ctx_release(struct kref *ref)
 	struct aiofsync_ctx *ctx = container_of(ref, struct aiofsync_ctx, ref);
 	bool orphans = ctx->orphans;
 
+	del_timer_sync(&ctx->bg_hold_timer);
 	kfree(ctx);
 	if (orphans)
 		module_put(THIS_MODULE);
@@ -325,10 +341,10 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 				       bool bg, bool *holding)
 {
 	struct aiofsync_request *req, *tmp;
-	unsigned int n = 0;
+	unsigned int n = 0, hold_ms;
 
 	spin_lock(&ctx->lock);
-	if (!bg && ctx->bg_holding) {
+	if (!bg && aiofsync_fg_held_off(ctx)) {
 		spin_unlock(&ctx->lock);
 		return 0;
 	}
@@ -340,9 +356,13 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 	}
 	ctx->nr_done -= n;
 	ctx->nr_requests -= n;
-	if (bg && n && !*holding) {
+	hold_ms = READ_ONCE(aiofsync_bg_hold_ms);
+	if (bg && n && !*holding && hold_ms) {
 		*holding = true;
-		ctx->bg_holding++;
+		WRITE_ONCE(ctx->bg_holding, ctx->bg_holding + 1);
+		WRITE_ONCE(ctx->bg_hold_end,
+			   jiffies + max(1UL, msecs_to_jiffies(hold_ms)));
+		mod_timer(&ctx->bg_hold_timer, ctx->bg_hold_end);
 	}
 	spin_unlock(&ctx->lock);
 	return n;
@@ -376,7 +396,7 @@ static bool aiofsync_may_return(struct aiofsync_ctx *ctx, unsigned int want,
 {
 	if (READ_ONCE(ctx->wakes[bg]) != wakes)
 		return true;
-	if (bg ? READ_ONCE(ctx->nr_reapers[0]) : READ_ONCE(ctx->bg_holding))
+	if (bg ? READ_ONCE(ctx->nr_reapers[0]) : aiofsync_fg_held_off(ctx))
 		return false;
 	return aiofsync_enough_done(ctx, want);
 }
@@ -624,7 +644,7 @@ __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,
 {
 	poll_wait(file, &ctx->wait, pt);
 	/* What a background reaper holds the reaps off from is not there yet. */
-	if (!READ_ONCE(ctx->nr_done) || READ_ONCE(ctx->bg_holding))
+	if (!READ_ONCE(ctx->nr_done) || aiofsync_fg_held_off(ctx))
 		return 0;
 	return EPOLLIN | EPOLLRDNORM;
 }

@@ -23,10 +23,15 @@ FIXTURE(reapers)
 {
 	int dev;
 	int fd;
+	long long saved_hold_ms;
 };
 
+/* A background hold lasts the whole test, unless the test says otherwise. */
 FIXTURE_SETUP(reapers)
 {
+	self->saved_hold_ms = afs_param("bg_hold_ms");
+	ASSERT_LE(0, self->saved_hold_ms);
+	ASSERT_EQ(0, afs_set_param("bg_hold_ms", 60000));
 	self->dev = afs_open();
 	ASSERT_LE(0, self->dev);
 	self->fd = afs_tmpfile("reapers", O_RDWR);
@@ -37,6 +42,7 @@ FIXTURE_TEARDOWN(reapers)
 {
 	close(self->fd);
 	close(self->dev);
+	afs_set_param("bg_hold_ms", self->saved_hold_ms);
 }
 
 static long long now_ms(void)
@@ -203,6 +209,41 @@ TEST_F(reapers, background_holding_events_holds_foreground_off)
 	pthread_join(fg.thread, NULL);
 	EXPECT_EQ(1, fg.ret);
 	EXPECT_GT(2000, fg.end_ms - fg.start_ms);
+}
+
+/*
+ * A background reaper that never comes back holds the foreground ones off
+ * for bg_hold_ms, not for ever: a waiting one gets the next event then.
+ */
+TEST_F(reapers, background_hold_lapses)
+{
+	struct aiofsync_event ev;
+	long long took;
+
+	ASSERT_EQ(0, afs_set_param("bg_hold_ms", 300));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	ASSERT_EQ(1, afs_reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				    AIOFSYNC_REAP_BACKGROUND));
+	took = now_ms();
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 8000 * AFS_MS));
+	EXPECT_EQ(2, ev.user_tag);
+	EXPECT_LE(250, now_ms() - took);
+	EXPECT_GT(4000, now_ms() - took);
+}
+
+/* bg_hold_ms 0: a background reaper holds nothing. */
+TEST_F(reapers, background_hold_off)
+{
+	struct aiofsync_event ev;
+
+	ASSERT_EQ(0, afs_set_param("bg_hold_ms", 0));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	ASSERT_EQ(1, afs_reap_flags(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				    AIOFSYNC_REAP_BACKGROUND));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	EXPECT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(2, ev.user_tag);
 }
 
 /* A background call whose copy faulted put the events back: no hold. */
