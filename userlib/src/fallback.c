@@ -435,13 +435,17 @@ static void *afs_fb_main(void *arg)
 		/* Done: no longer "running" for a cancel. */
 		pthread_mutex_lock(&afs_fb.lock);
 		q->running = NULL;
-		afs_fb_write_finished(req);
 		afs_fb_completing(req);
 		pthread_mutex_unlock(&afs_fb.lock);
 		/* Before the descriptor's next request may start: see above. */
 		req->done(req);
 
 		pthread_mutex_lock(&afs_fb.lock);
+		/*
+		 * Only now may the syncs that waited for this write run: one
+		 * on another descriptor must not be published before it.
+		 */
+		afs_fb_write_finished(req);
 		afs_fb_completed(req);
 		q->busy = false;
 		if (q->head)
