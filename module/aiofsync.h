@@ -91,7 +91,8 @@ struct aiofsync_ctx {
 	 * meanwhile, so that a program publishes its events in the order it
 	 * took them; but only until @bg_hold_end (jiffies; bg_hold_ms after
 	 * the take), when @bg_hold_timer wakes them, so that a background
-	 * reaper that never comes back delays them instead of stopping them.
+	 * reaper that never comes back delays them instead of stopping them
+	 * (the first foreground take after that clears @bg_holding).
 	 */
 	unsigned int bg_holding;
 	unsigned long bg_hold_end;

@@ -348,6 +348,9 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 		spin_unlock(&ctx->lock);
 		return 0;
 	}
+	/* A lapsed hold is over, whoever comes back late (or never). */
+	if (!bg && ctx->bg_holding)
+		WRITE_ONCE(ctx->bg_holding, 0);
 	list_for_each_entry_safe(req, tmp, &ctx->done, ctx_node) {
 		if (n == max)
 			break;
@@ -359,9 +362,10 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 	hold_ms = READ_ONCE(aiofsync_bg_hold_ms);
 	if (bg && n && !*holding && hold_ms) {
 		*holding = true;
-		WRITE_ONCE(ctx->bg_holding, ctx->bg_holding + 1);
+		/* The end first: a lockless reader never pairs it with an old one. */
 		WRITE_ONCE(ctx->bg_hold_end,
 			   jiffies + max(1UL, msecs_to_jiffies(hold_ms)));
+		WRITE_ONCE(ctx->bg_holding, ctx->bg_holding + 1);
 		mod_timer(&ctx->bg_hold_timer, ctx->bg_hold_end);
 	}
 	spin_unlock(&ctx->lock);

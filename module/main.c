@@ -28,10 +28,10 @@ module_param_named(max_ctx_active, aiofsync_max_ctx_active, uint, 0644);
 MODULE_PARM_DESC(max_ctx_active,
 		 "READ/WRITE requests of one context running at once; the others wait in priority order");
 
-unsigned int aiofsync_bg_hold_ms = 100;
+unsigned int aiofsync_bg_hold_ms = 1000;
 module_param_named(bg_hold_ms, aiofsync_bg_hold_ms, uint, 0644);
 MODULE_PARM_DESC(bg_hold_ms,
-		 "Longest a background reaper that took events holds the foreground ones off, in milliseconds (0: not at all)");
+		 "Longest a background reaper that took events holds the foreground ones off, in milliseconds (0: no new holds)");
 
 unsigned int aiofsync_flush_defer_us = 2000;
 module_param_named(flush_defer_us, aiofsync_flush_defer_us, uint, 0644);

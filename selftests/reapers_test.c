@@ -29,13 +29,13 @@ FIXTURE(reapers)
 /* A background hold lasts the whole test, unless the test says otherwise. */
 FIXTURE_SETUP(reapers)
 {
-	self->saved_hold_ms = afs_param("bg_hold_ms");
-	ASSERT_LE(0, self->saved_hold_ms);
-	ASSERT_EQ(0, afs_set_param("bg_hold_ms", 60000));
 	self->dev = afs_open();
 	ASSERT_LE(0, self->dev);
 	self->fd = afs_tmpfile("reapers", O_RDWR);
 	ASSERT_LE(0, self->fd);
+	self->saved_hold_ms = afs_param("bg_hold_ms");
+	ASSERT_LE(0, self->saved_hold_ms);
+	ASSERT_EQ(0, afs_set_param("bg_hold_ms", 60000));
 }
 
 FIXTURE_TEARDOWN(reapers)

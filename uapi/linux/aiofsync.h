@@ -140,7 +140,7 @@ struct aiofsync_event {
  *
  * A background reaper that returns with events holds the foreground ones
  * off until it makes its next background call, or for the module parameter
- * bg_hold_ms (100 ms) at most: meanwhile they take nothing
+ * bg_hold_ms (1 s) at most: meanwhile they take nothing
  * (and wait, if they would), and poll() does not report the device
  * readable. A program that publishes a background batch before that call
  * never publishes a foreground event before one the background reaper took
