@@ -1048,6 +1048,22 @@ static void drain(struct ctx *c, struct stall *st)
 	stall_release(st);
 	if (dev_ioctl(c, AIOFSYNC_IOC_CANCEL, &a, NULL, "CANCEL") < 0)
 		failure("CANCEL ALL: %s", strerror(errno));
+	/*
+	 * A background reap of the round may still hold the foreground ones
+	 * off (for bg_hold_ms): a background call that finds nothing ends it.
+	 */
+	for (;;) {
+		struct aiofsync_event ev[64];
+		struct aiofsync_reap r = { .max_nr = 64, .events = (uintptr_t)ev,
+					   .flags = AIOFSYNC_REAP_BACKGROUND };
+		long n = dev_ioctl(c, AIOFSYNC_IOC_REAP, &r, reap_errs, "REAP");
+
+		if (n <= 0)
+			break;
+		for (long i = 0; i < n; i++)
+			check_event(c, &ev[i]);
+		c->reaped += n;
+	}
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	end = ts.tv_sec + 60;
 	while (c->reaped < c->accepted && !atomic_load(&failed)) {
