@@ -598,7 +598,6 @@ static void afs_fb_cancel_queue(struct afs_fb_queue *q, void *owner,
 		r->next = *victims;
 		*victims = r;
 		afs_fb_completing(r);
-		afs_fb_write_finished(r);
 		(*canceled)++;
 	}
 	q->tail = pr;
@@ -650,6 +649,8 @@ void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 	pthread_mutex_lock(&afs_fb.lock);
 	for (r = victims; r; r = next) {
 		next = r->next;
+		/* As for a write that ran: published first (afs_fb_main()). */
+		afs_fb_write_finished(r);
 		afs_fb_completed(r);
 	}
 	pthread_mutex_unlock(&afs_fb.lock);

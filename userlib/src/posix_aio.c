@@ -268,7 +268,8 @@ static void afs_posix_take_deferred(struct aiofsync_event *ev,
  * The reaper has just taken events: none may be published before those the
  * reaping aio_suspend() caller took earlier. The device hands the reaper
  * events only while no such caller is in AIOFSYNC_IOC_REAP (and that caller
- * none while the reaper holds some, until the reaper calls again), but the
+ * none while the reaper holds some, until the reaper calls again or for the
+ * module's bg_hold_ms, 1 s, longer than this wait can last), but the
  * caller may have left it with a batch it has not yet published. So wait
  * for fg_hold to change from an odd value, unless a signal handler stopped
  * the caller empty-handed. A caller asleep in the device with nothing in
