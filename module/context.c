@@ -341,7 +341,7 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 				       bool bg, bool *holding)
 {
 	struct aiofsync_request *req, *tmp;
-	unsigned int n = 0, hold_ms;
+	unsigned int n = 0, hold_ms = 0;
 
 	spin_lock(&ctx->lock);
 	if (!bg && aiofsync_fg_held_off(ctx)) {
@@ -359,8 +359,9 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 	}
 	ctx->nr_done -= n;
 	ctx->nr_requests -= n;
-	hold_ms = READ_ONCE(aiofsync_bg_hold_ms);
-	if (bg && n && !*holding && hold_ms) {
+	if (bg && n && !*holding)
+		hold_ms = READ_ONCE(aiofsync_bg_hold_ms);
+	if (hold_ms) {
 		*holding = true;
 		/* The end first: a lockless reader never pairs it with an old one. */
 		WRITE_ONCE(ctx->bg_hold_end,

@@ -756,6 +756,13 @@ static void afs_fg_publish_held(void)
 		afs_posix_publish(held, n, &afs_fg.buf, true);
 }
 
+/* The reaper may stop waiting for the caller: see afs_posix_after_fg(). */
+static void afs_fg_hold_wake(void)
+{
+	if (atomic_load(&afs_px.fg_hold_waiters))
+		afs_futex_wake(&afs_px.fg_hold, INT_MAX);
+}
+
 /*
  * The reaping caller may take events (@hold), or has published all it took:
  * see afs_posix_after_fg(). A signal handler that publishes the batch for
@@ -766,8 +773,8 @@ static void afs_fg_hold(bool hold)
 	if ((atomic_load(&afs_px.fg_hold) & 1) == hold)
 		return;
 	atomic_fetch_add(&afs_px.fg_hold, 1);
-	if (!hold && atomic_load(&afs_px.fg_hold_waiters))
-		afs_futex_wake(&afs_px.fg_hold, INT_MAX);
+	if (!hold)
+		afs_fg_hold_wake();
 }
 
 /*
@@ -801,8 +808,7 @@ static int afs_suspend_reaping(struct afs_list *l,
 			/* Until this call returns the caller holds nothing. */
 			atomic_fetch_add(&afs_px.fg_stopped, 1);
 			*stopped = true;
-			if (atomic_load(&afs_px.fg_hold_waiters))
-				afs_futex_wake(&afs_px.fg_hold, INT_MAX);
+			afs_fg_hold_wake();
 		}
 		return -ENOENT;
 	}
