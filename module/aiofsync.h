@@ -97,6 +97,12 @@ struct aiofsync_ctx {
 	unsigned int bg_holding;
 	unsigned long bg_hold_end;
 	struct timer_list bg_hold_timer;
+	/*
+	 * Foreground calls that took events (modulo 2^32), reported by
+	 * AIOFSYNC_IOC_REAP_TAKES: a program that reaps in both kinds orders
+	 * a background batch after the foreground takes that came before it.
+	 */
+	u32 fg_takes;
 	/* Foreground reapers, pollers and a closing context wait here. */
 	wait_queue_head_t wait;
 	/* Background reapers wait here: woken while nr_reapers[0] is 0. */
@@ -152,7 +158,8 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void);
 void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
-long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg);
+long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg,
+		       bool report);
 long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags);
 long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg);
 __poll_t aiofsync_ctx_poll(struct aiofsync_ctx *ctx, struct file *file,

@@ -331,14 +331,26 @@ void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 	aiofsync_ctx_put(ctx);
 }
 
+/* What one AIOFSYNC_IOC_REAP call has taken so far. */
+struct aiofsync_reaping {
+	unsigned int copied;
+	/* A background reaper holds the foreground ones off. */
+	bool holding;
+	/* A foreground reaper has counted itself in ctx->fg_takes. */
+	bool counted;
+	/* ctx->fg_takes as of the last take. */
+	u32 fg_takes;
+};
+
 /*
  * Move up to @max completed requests to @out: none to a foreground reaper
  * while a background one holds events it took earlier. A background reaper
- * that takes some holds them (*@holding) until its next call.
+ * that takes some holds them (@r->holding) until its next call; a
+ * foreground one counts its call in ctx->fg_takes at its first take.
  */
 static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 				       struct list_head *out, unsigned int max,
-				       bool bg, bool *holding)
+				       bool bg, struct aiofsync_reaping *r)
 {
 	struct aiofsync_request *req, *tmp;
 	unsigned int n = 0, hold_ms = 0;
@@ -359,10 +371,16 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 	}
 	ctx->nr_done -= n;
 	ctx->nr_requests -= n;
-	if (bg && n && !*holding)
+	if (!bg && n && !r->counted) {
+		WRITE_ONCE(ctx->fg_takes, ctx->fg_takes + 1);
+		r->counted = true;
+	}
+	if (n)
+		r->fg_takes = ctx->fg_takes;
+	if (bg && n && !r->holding)
 		hold_ms = READ_ONCE(aiofsync_bg_hold_ms);
 	if (hold_ms) {
-		*holding = true;
+		r->holding = true;
 		/* The end first: a lockless reader never pairs it with an old one. */
 		WRITE_ONCE(ctx->bg_hold_end,
 			   jiffies + max(1UL, msecs_to_jiffies(hold_ms)));
@@ -537,32 +555,33 @@ long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags)
 #define AIOFSYNC_REAP_CHUNK	64
 
 /*
- * Copy completed events to @uev[*copied...max_nr), freeing their requests:
- * 0, or -EFAULT when the copy faulted (the events not copied stay queued,
- * in order).
+ * Copy completed events to @uev[@r->copied...max_nr), freeing their
+ * requests: 0, or -EFAULT when the copy faulted (the events not copied stay
+ * queued, in order).
  */
 static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
 			      struct aiofsync_event __user *uev,
-			      unsigned int max_nr, unsigned int *copied,
-			      bool bg, bool *holding)
+			      unsigned int max_nr, bool bg,
+			      struct aiofsync_reaping *r)
 {
 	struct aiofsync_request *req, *tmp;
 	unsigned int n, freed;
 	LIST_HEAD(batch);
 
-	while (*copied < max_nr) {
+	while (r->copied < max_nr) {
 		n = aiofsync_take_done(ctx, &batch,
-				       min_t(unsigned int, max_nr - *copied,
-					     AIOFSYNC_REAP_CHUNK), bg, holding);
+				       min_t(unsigned int, max_nr - r->copied,
+					     AIOFSYNC_REAP_CHUNK), bg, r);
 		if (!n)
 			break;
 		freed = 0;
 		list_for_each_entry_safe(req, tmp, &batch, ctx_node) {
-			if (copy_to_user(&uev[*copied], &req->ev, sizeof(req->ev)))
+			if (copy_to_user(&uev[r->copied], &req->ev,
+					 sizeof(req->ev)))
 				break;
 			list_del(&req->ctx_node);
 			kfree(req);
-			(*copied)++;
+			r->copied++;
 			freed++;
 		}
 		aiofsync_global_put(freed);
@@ -583,36 +602,42 @@ static int aiofsync_copy_done(struct aiofsync_ctx *ctx,
  */
 static long aiofsync_reap_loop(struct aiofsync_ctx *ctx,
 			       const struct aiofsync_reap *arg,
-			       ktime_t deadline, bool bg, unsigned int wakes)
+			       ktime_t deadline, bool bg, unsigned int wakes,
+			       struct aiofsync_reaping *r)
 {
 	struct aiofsync_event __user *uev = u64_to_user_ptr(arg->events);
-	unsigned int copied = 0, want;
-	bool holding = false;
+	unsigned int want;
 	int waited, ret;
 
 	for (;;) {
-		want = arg->min_nr > copied ? arg->min_nr - copied : 0;
+		want = arg->min_nr > r->copied ? arg->min_nr - r->copied : 0;
 		waited = aiofsync_wait_done(ctx, want, arg->timeout_ns, deadline,
 					    bg, wakes);
 		if (waited < 0)
-			return copied ? copied : waited;
+			return r->copied ? r->copied : waited;
 		/* Not even after a timeout: the events are the foreground's. */
 		if (bg && READ_ONCE(ctx->nr_reapers[0]))
-			return copied;
-		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, &copied, bg,
-					 &holding);
+			return r->copied;
+		ret = aiofsync_copy_done(ctx, uev, arg->max_nr, bg, r);
 		/* All put back by a faulting copy: nothing is held. */
-		if (ret && !copied && holding)
+		if (ret && !r->copied && r->holding)
 			aiofsync_bg_let_go(ctx);
 		if (ret)
-			return copied ? copied : ret;
-		if (!waited || copied >= arg->min_nr || holding)
-			return copied;
+			return r->copied ? r->copied : ret;
+		if (!waited || r->copied >= arg->min_nr || r->holding)
+			return r->copied;
 	}
 }
 
-long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
+/*
+ * @report: AIOFSYNC_IOC_REAP_TAKES, which writes fg_takes back. Events taken
+ * are returned even if that write faults: they are in the program's array.
+ */
+long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg,
+		       bool report)
 {
+	struct aiofsync_reap __user *ureap = uarg;
+	struct aiofsync_reaping r = { };
 	struct aiofsync_event __user *uev;
 	struct aiofsync_reap arg;
 	unsigned int wakes;
@@ -622,7 +647,7 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 
 	if (copy_from_user(&arg, uarg, sizeof(arg)))
 		return -EFAULT;
-	if ((arg.flags & ~AIOFSYNC_REAP_FLAGS_ALL) || arg.reserved)
+	if ((arg.flags & ~AIOFSYNC_REAP_FLAGS_ALL) || arg.fg_takes)
 		return -EINVAL;
 	if (!arg.max_nr || arg.min_nr > arg.max_nr || arg.max_nr > INT_MAX)
 		return -EINVAL;
@@ -639,8 +664,14 @@ long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg)
 	wakes = aiofsync_reaper_enter(ctx, bg, &may_wait);
 	if (!may_wait)
 		arg.timeout_ns = 0;
-	ret = aiofsync_reap_loop(ctx, &arg, deadline, bg, wakes);
+	ret = aiofsync_reap_loop(ctx, &arg, deadline, bg, wakes, &r);
 	aiofsync_reaper_leave(ctx, bg);
+	if (!report || ret < 0)
+		return ret;
+	if (!r.copied)
+		r.fg_takes = READ_ONCE(ctx->fg_takes);
+	if (put_user(r.fg_takes, &ureap->fg_takes) && !ret)
+		return -EFAULT;
 	return ret;
 }
 

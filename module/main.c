@@ -121,7 +121,9 @@ static long aiofsync_ioctl(struct file *file, unsigned int cmd,
 	case AIOFSYNC_IOC_SUBMIT:
 		return aiofsync_ioc_submit(ctx, uarg);
 	case AIOFSYNC_IOC_REAP:
-		return aiofsync_ioc_reap(ctx, uarg);
+		return aiofsync_ioc_reap(ctx, uarg, false);
+	case AIOFSYNC_IOC_REAP_TAKES:
+		return aiofsync_ioc_reap(ctx, uarg, true);
 	case AIOFSYNC_IOC_CANCEL:
 		return aiofsync_ioc_cancel(ctx, uarg);
 	case AIOFSYNC_IOC_GET_INFO:

@@ -620,7 +620,8 @@ TEST_F(abi, reap_bad_counts)
 	EXPECT_EQ(EINVAL, errno);
 }
 
-TEST_F(abi, reap_flags_and_reserved)
+/* fg_takes is an output: on the way in it must be 0, for either number. */
+TEST_F(abi, reap_flags_and_fg_takes_in)
 {
 	struct aiofsync_event ev;
 	struct aiofsync_reap r = {
@@ -631,8 +632,10 @@ TEST_F(abi, reap_flags_and_reserved)
 	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
 	EXPECT_EQ(EINVAL, errno);
 	r.flags = 0;
-	r.reserved = 1;
+	r.fg_takes = 1;
 	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
+	EXPECT_EQ(EINVAL, errno);
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP_TAKES, &r));
 	EXPECT_EQ(EINVAL, errno);
 }
 

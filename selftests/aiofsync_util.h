@@ -91,9 +91,10 @@ static inline int afs_submit(int dev, const struct aiofsync_req *reqs, __u32 nr)
 }
 
 /* AIOFSYNC_IOC_REAP with AIOFSYNC_REAP_* @flags. */
-static inline int afs_reap_flags(int dev, struct aiofsync_event *ev,
-				 __u32 min_nr, __u32 max_nr, __u64 timeout_ns,
-				 __u32 flags)
+/* AIOFSYNC_IOC_REAP, or with @takes AIOFSYNC_IOC_REAP_TAKES (*@takes). */
+static inline int afs_reap_cmd(int dev, struct aiofsync_event *ev,
+			       __u32 min_nr, __u32 max_nr, __u64 timeout_ns,
+			       __u32 flags, __u32 *takes)
 {
 	struct aiofsync_reap r = {
 		.min_nr = min_nr,
@@ -102,8 +103,27 @@ static inline int afs_reap_flags(int dev, struct aiofsync_event *ev,
 		.timeout_ns = timeout_ns,
 		.flags = flags,
 	};
+	int ret = ioctl(dev, takes ? AIOFSYNC_IOC_REAP_TAKES : AIOFSYNC_IOC_REAP,
+			&r);
 
-	return ioctl(dev, AIOFSYNC_IOC_REAP, &r);
+	if (takes && ret >= 0)
+		*takes = r.fg_takes;
+	return ret;
+}
+
+static inline int afs_reap_flags(int dev, struct aiofsync_event *ev,
+				 __u32 min_nr, __u32 max_nr, __u64 timeout_ns,
+				 __u32 flags)
+{
+	return afs_reap_cmd(dev, ev, min_nr, max_nr, timeout_ns, flags, NULL);
+}
+
+/* AIOFSYNC_IOC_REAP_TAKES: as afs_reap_flags(), and *@takes on success. */
+static inline int afs_reap_takes(int dev, struct aiofsync_event *ev,
+				 __u32 min_nr, __u32 max_nr, __u64 timeout_ns,
+				 __u32 flags, __u32 *takes)
+{
+	return afs_reap_cmd(dev, ev, min_nr, max_nr, timeout_ns, flags, takes);
 }
 
 static inline int afs_reap(int dev, struct aiofsync_event *ev, __u32 min_nr,

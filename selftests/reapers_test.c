@@ -6,7 +6,8 @@
  * foreground reaper is in AIOFSYNC_IOC_REAP; a foreground reaper that leaves
  * with events it did not take wakes it. AIOFSYNC_IOC_WAKE ends the wait of
  * the foreground reapers, or of the next one to come. A background reaper
- * that took events holds the foreground ones off until it calls again. Each
+ * that took events holds the foreground ones off until it calls again.
+ * AIOFSYNC_IOC_REAP_TAKES reports how many foreground calls took events. Each
  * test puts the reapers in a state where the wrong behaviour gives a
  * different count or a wait that runs to its timeout, not merely a
  * different order.
@@ -276,6 +277,114 @@ TEST_F(reapers, background_empty_call_holds_nothing)
 	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 4));
 	EXPECT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
 	EXPECT_EQ(4, ev.user_tag);
+}
+
+/*
+ * fg_takes counts the foreground calls that took events: one for a call
+ * that took two, none for a call that took nothing; each call reports the
+ * count with itself in it.
+ */
+TEST_F(reapers, fg_takes_counts_foreground_calls)
+{
+	struct aiofsync_event ev[2];
+	__u32 takes = ~0U;
+
+	EXPECT_EQ(0, afs_reap_takes(self->dev, ev, 0, 1, 0, 0, &takes));
+	EXPECT_EQ(0, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	EXPECT_EQ(1, afs_reap_takes(self->dev, ev, 1, 1, 5000 * AFS_MS, 0,
+				    &takes));
+	EXPECT_EQ(1, takes);
+	EXPECT_EQ(0, afs_reap_takes(self->dev, ev, 0, 1, 0, 0, &takes));
+	EXPECT_EQ(1, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 3));
+	EXPECT_EQ(2, afs_reap_takes(self->dev, ev, 2, 2, 5000 * AFS_MS, 0,
+				    &takes));
+	EXPECT_EQ(2, takes);
+}
+
+/*
+ * A background call does not count itself, and reports the foreground
+ * takes before its own; a foreground call held off by its hold takes
+ * nothing and counts nothing; one after the hold counts.
+ */
+TEST_F(reapers, fg_takes_reported_to_background)
+{
+	struct aiofsync_event ev;
+	__u32 takes = ~0U;
+
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	ASSERT_EQ(1, afs_reap_takes(self->dev, &ev, 1, 1, 5000 * AFS_MS, 0,
+				    &takes));
+	ASSERT_EQ(1, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 2));
+	EXPECT_EQ(1, afs_reap_takes(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				    AIOFSYNC_REAP_BACKGROUND, &takes));
+	EXPECT_EQ(1, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 3));
+	usleep(300 * 1000);	/* the fsync of a clean file is done */
+	EXPECT_EQ(0, afs_reap_takes(self->dev, &ev, 0, 1, 0, 0, &takes));
+	EXPECT_EQ(1, takes);
+	EXPECT_EQ(1, afs_reap_takes(self->dev, &ev, 0, 1, 0,
+				    AIOFSYNC_REAP_BACKGROUND, &takes));
+	EXPECT_EQ(3, ev.user_tag);
+	EXPECT_EQ(1, takes);
+	EXPECT_EQ(0, afs_reap_takes(self->dev, &ev, 0, 1, 0,
+				    AIOFSYNC_REAP_BACKGROUND, &takes));
+	EXPECT_EQ(1, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 4));
+	EXPECT_EQ(1, afs_reap_takes(self->dev, &ev, 1, 1, 5000 * AFS_MS, 0,
+				    &takes));
+	EXPECT_EQ(4, ev.user_tag);
+	EXPECT_EQ(2, takes);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 5));
+	EXPECT_EQ(1, afs_reap_takes(self->dev, &ev, 1, 1, 5000 * AFS_MS,
+				    AIOFSYNC_REAP_BACKGROUND, &takes));
+	EXPECT_EQ(2, takes);
+}
+
+/* The first number of AIOFSYNC_IOC_REAP writes nothing back. */
+TEST_F(reapers, fg_takes_not_written_by_reap)
+{
+	struct aiofsync_event ev;
+	struct aiofsync_reap r = {
+		.min_nr = 1, .max_nr = 1, .events = (uintptr_t)&ev,
+		.timeout_ns = 5000 * AFS_MS,
+	};
+	__u32 takes = 0;
+
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 1));
+	EXPECT_EQ(1, ioctl(self->dev, AIOFSYNC_IOC_REAP, &r));
+	EXPECT_EQ(0, r.fg_takes);
+	EXPECT_EQ(0, afs_reap_takes(self->dev, &ev, 0, 1, 0, 0, &takes));
+	EXPECT_EQ(1, takes);
+}
+
+/*
+ * An argument that cannot be written back: EFAULT for a call that took
+ * nothing; a call that took events returns them all the same.
+ */
+TEST_F(reapers, fg_takes_unwritable_argument)
+{
+	struct pollfd pfd = { .fd = self->dev, .events = POLLIN };
+	long page = sysconf(_SC_PAGESIZE);
+	struct aiofsync_event ev = { 0 };
+	struct aiofsync_reap *r;
+
+	r = mmap(NULL, page, PROT_READ | PROT_WRITE,
+		 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, r);
+	*r = (struct aiofsync_reap){ .min_nr = 1, .max_nr = 1,
+				     .events = (uintptr_t)&ev };
+	ASSERT_EQ(0, mprotect(r, page, PROT_READ));
+	EXPECT_EQ(-1, ioctl(self->dev, AIOFSYNC_IOC_REAP_TAKES, r));
+	EXPECT_EQ(EFAULT, errno);
+	ASSERT_EQ(1, submit_fsync(self->dev, self->fd, 5));
+	ASSERT_EQ(1, poll(&pfd, 1, 5000));
+	EXPECT_EQ(1, ioctl(self->dev, AIOFSYNC_IOC_REAP_TAKES, r));
+	EXPECT_EQ(5, ev.user_tag);
+	munmap(r, page);
 }
 
 TEST_F(reapers, wake_ends_foreground_wait)

@@ -122,7 +122,10 @@ struct aiofsync_event {
  * @timeout_ns:	longest wait, in nanoseconds; AIOFSYNC_TIMEOUT_INFINITE waits
  *		as long as it takes, 0 does not wait
  * @flags:	0, or AIOFSYNC_REAP_BACKGROUND
- * @reserved:	must be 0
+ * @fg_takes:	in: must be 0. Out, with AIOFSYNC_IOC_REAP_TAKES only: how
+ *		many foreground calls have taken events from the context so
+ *		far (modulo 2^32), as of this call's last take, or of its
+ *		return if it took none (a foreground call counts itself)
  *
  * Returns the number of events stored (possibly fewer than @min_nr when the
  * timeout expired, when AIOFSYNC_IOC_WAKE ended the wait, or for a
@@ -146,8 +149,13 @@ struct aiofsync_event {
  * never publishes a foreground event before one the background reaper took
  * earlier (a sync before a write it covers); the other way round - a
  * foreground batch not yet published when the background reaper takes
- * later events - is the program's to order. With several background
- * reapers, each background call releases one such hold.
+ * later events - is the program's to order: @fg_takes tells it how. A
+ * background batch whose @fg_takes is T follows every event of the
+ * foreground calls that counted up to T, and comes before those of later
+ * ones; a program that records the @fg_takes of each foreground call once
+ * it has published that call's events publishes a background batch once
+ * the record reaches T. With several background reapers, each background
+ * call releases one such hold.
  */
 struct aiofsync_reap {
 	__u32 min_nr;
@@ -155,7 +163,7 @@ struct aiofsync_reap {
 	__u64 events;
 	__u64 timeout_ns;
 	__u32 flags;
-	__u32 reserved;
+	__u32 fg_takes;
 };
 
 /* Reap flags (struct aiofsync_reap.flags). */
@@ -219,6 +227,11 @@ struct aiofsync_info {
 #define AIOFSYNC_IOC_MAGIC	0xAF
 #define AIOFSYNC_IOC_SUBMIT	_IOW(AIOFSYNC_IOC_MAGIC, 0x00, struct aiofsync_submit)
 #define AIOFSYNC_IOC_REAP	_IOW(AIOFSYNC_IOC_MAGIC, 0x01, struct aiofsync_reap)
+/*
+ * AIOFSYNC_IOC_REAP that also writes @fg_takes back, on success (the
+ * argument is then read and written); ENOTTY on a module without it.
+ */
+#define AIOFSYNC_IOC_REAP_TAKES	_IOWR(AIOFSYNC_IOC_MAGIC, 0x01, struct aiofsync_reap)
 #define AIOFSYNC_IOC_CANCEL	_IOWR(AIOFSYNC_IOC_MAGIC, 0x02, struct aiofsync_cancel)
 #define AIOFSYNC_IOC_GET_INFO	_IOWR(AIOFSYNC_IOC_MAGIC, 0x03, struct aiofsync_info)
 /*
