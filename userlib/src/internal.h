@@ -105,9 +105,13 @@ int afs_dev_submit(int dev, struct aiofsync_req *reqs, unsigned int nr);
 /* Events taken, or -errno (-EINTR: nothing taken, call again). */
 int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		 unsigned int max_nr, uint64_t timeout_ns);
-/* With AIOFSYNC_REAP_* @flags. */
-int afs_dev_reap_flags(int dev, struct aiofsync_event *ev, unsigned int min_nr,
-		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags);
+/*
+ * With AIOFSYNC_REAP_* @flags, through AIOFSYNC_IOC_REAP_TAKES: *@takes is
+ * the context's count of foreground calls that took events (when >= 0).
+ */
+int afs_dev_reap_takes(int dev, struct aiofsync_event *ev, unsigned int min_nr,
+		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags,
+		       uint32_t *takes);
 /* AIOFSYNC_IOC_WAKE with AIOFSYNC_WAKE_* @flags. */
 void afs_dev_wake(int dev, unsigned long flags);
 int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,

@@ -47,27 +47,23 @@ static struct {
 	 * state becomes AFS_PX_READY, read after seeing it.
 	 */
 	bool dev_checks_file;
-	/* The device has background reapers and AIOFSYNC_IOC_WAKE. */
+	/*
+	 * The device has background reapers, AIOFSYNC_IOC_WAKE and
+	 * AIOFSYNC_IOC_REAP_TAKES: an aio_suspend() caller may reap.
+	 */
 	bool fg_reap;
 	/* An aio_suspend() caller reaps the device itself (see there): 0/1. */
 	atomic_uint fg_busy;
 	/* afs_px_barrier() calls under way: no caller may reap meanwhile. */
 	atomic_uint barriers;
 	/*
-	 * Odd while that caller may hold events it has not published: from
-	 * just before each AIOFSYNC_IOC_REAP until what it took is published;
-	 * one more at each change. The reaper waits for a change
-	 * (afs_posix_after_fg()), counted in fg_hold_waiters.
+	 * The device's count of foreground takes (fg_takes) up to which the
+	 * reaping callers have published what they took; it only grows
+	 * (modulo 2^32). The reaper waits for it (afs_posix_after_fg()),
+	 * counted in fg_published_waiters.
 	 */
-	atomic_uint fg_hold;
-	atomic_uint fg_hold_waiters;
-	/*
-	 * Signal handlers in aio_suspend() on the reaping caller's thread,
-	 * which stopped it with nothing in hand: no need to wait for it.
-	 */
-	atomic_uint fg_stopped;
-	/* The reaper's: the odd fg_hold it gave up waiting on. */
-	unsigned int fg_gave_up;
+	atomic_uint fg_published;
+	atomic_uint fg_published_waiters;
 } afs_px;
 
 /* The owner of this file's requests in the fallback queues. */
@@ -264,40 +260,53 @@ static void afs_posix_take_deferred(struct aiofsync_event *ev,
 	atomic_store_explicit(&afs_defer.head, head, memory_order_release);
 }
 
+/* Whether the reaping callers have published up to foreground take @t. */
+static bool afs_fg_published_up_to(unsigned int t, unsigned int *seen)
+{
+	*seen = atomic_load(&afs_px.fg_published);
+	return (int)(*seen - t) >= 0;
+}
+
+/* Up to foreground take @t is published (a later value never goes back). */
+static void afs_fg_mark_published(unsigned int t)
+{
+	unsigned int seen;
+
+	while (!afs_fg_published_up_to(t, &seen))
+		if (atomic_compare_exchange_weak(&afs_px.fg_published, &seen, t))
+			break;
+	if (atomic_load(&afs_px.fg_published_waiters))
+		afs_futex_wake(&afs_px.fg_published, INT_MAX);
+}
+
 /*
- * The reaper has just taken events: none may be published before those the
- * reaping aio_suspend() caller took earlier. The device hands the reaper
- * events only while no such caller is in AIOFSYNC_IOC_REAP (and that caller
- * none while the reaper holds some, until the reaper calls again or for the
- * module's bg_hold_ms, 1 s, longer than this wait can last), but the
- * caller may have left it with a batch it has not yet published. So wait
- * for fg_hold to change from an odd value, unless a signal handler stopped
- * the caller empty-handed. A caller asleep in the device with nothing in
- * hand is woken for it (its wait ends with nothing). The wait is bounded: a
- * caller that never comes back (it left aio_suspend() by siglongjmp() from
- * a signal handler), or a handler that waits some other way, is waited for
- * once, 200 ms at most; a caller held up longer than that between its reap
- * and its publishing may then see its events overtaken.
+ * The reaper has just taken events, which the device reported after @t
+ * foreground takes (AIOFSYNC_IOC_REAP_TAKES): they may be published once
+ * what those takes got is, and need not wait for later ones (the device
+ * holds those off until the reaper calls again, or for bg_hold_ms, 1 s,
+ * longer than this wait can last). A caller that took events returns with
+ * them at once, so the wait is short; it is bounded all the same: a caller
+ * that never publishes (it left aio_suspend() by siglongjmp() from a
+ * signal handler between its reap and its publishing) is waited for
+ * 200 ms, and then taken as done.
  */
-static void afs_posix_after_fg(int dev)
+static void afs_posix_after_fg(unsigned int t)
 {
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
-	unsigned int h = atomic_load(&afs_px.fg_hold);
+	unsigned int seen;
 	int tries = 10;
 
-	if (!(h & 1) || h == afs_px.fg_gave_up)
+	if (afs_fg_published_up_to(t, &seen))
 		return;
-	atomic_fetch_add(&afs_px.fg_hold_waiters, 1);
-	afs_dev_wake(dev, 0);
-	while (atomic_load(&afs_px.fg_hold) == h &&
-	       !atomic_load(&afs_px.fg_stopped)) {
+	atomic_fetch_add(&afs_px.fg_published_waiters, 1);
+	while (!afs_fg_published_up_to(t, &seen)) {
 		if (!tries--) {
-			afs_px.fg_gave_up = h;
+			afs_fg_mark_published(t);
 			break;
 		}
-		afs_futex_wait(&afs_px.fg_hold, h, &pause);
+		afs_futex_wait(&afs_px.fg_published, seen, &pause);
 	}
-	atomic_fetch_sub(&afs_px.fg_hold_waiters, 1);
+	atomic_fetch_sub(&afs_px.fg_published_waiters, 1);
 }
 
 static void *afs_posix_reaper(void *arg)
@@ -306,14 +315,18 @@ static void *afs_posix_reaper(void *arg)
 	struct afs_publish_buf buf;
 	int dev = (int)(intptr_t)arg, n;
 	uint32_t flags = afs_px.fg_reap ? AIOFSYNC_REAP_BACKGROUND : 0;
+	uint32_t takes = 0;
 
 	for (;;) {
-		n = afs_dev_reap_flags(dev, ev, 1, AFS_REAP_BATCH,
-				       AIOFSYNC_TIMEOUT_INFINITE, flags);
+		n = afs_px.fg_reap ?
+		    afs_dev_reap_takes(dev, ev, 1, AFS_REAP_BATCH,
+				       AIOFSYNC_TIMEOUT_INFINITE, flags, &takes) :
+		    afs_dev_reap(dev, ev, 1, AFS_REAP_BATCH,
+				 AIOFSYNC_TIMEOUT_INFINITE);
 		if (n < 0 && n != -EINTR)
 			return NULL;	/* the context is gone */
-		if (n > 0)
-			afs_posix_after_fg(dev);
+		if (n > 0 && afs_px.fg_reap)
+			afs_posix_after_fg(takes);
 		/*
 		 * What was handed over first: it was reaped before these
 		 * events, or at least before any barrier among them (see
@@ -333,10 +346,8 @@ static void afs_px_child(void)
 	if (atomic_load(&afs_px.state) == AFS_PX_READY)
 		close(afs_px.dev);
 	atomic_store(&afs_px.fg_busy, 0);
-	atomic_store(&afs_px.fg_hold, 0);
-	atomic_store(&afs_px.fg_hold_waiters, 0);
-	atomic_store(&afs_px.fg_stopped, 0);
-	afs_px.fg_gave_up = 0;
+	atomic_store(&afs_px.fg_published, 0);
+	atomic_store(&afs_px.fg_published_waiters, 0);
 	atomic_store(&afs_px.barriers, 0);
 	atomic_store(&afs_defer.head, 0);
 	atomic_store(&afs_defer.tail, 0);
@@ -344,6 +355,15 @@ static void afs_px_child(void)
 }
 
 static struct afs_fork_hook afs_px_fork = { .child = afs_px_child };
+
+/* Whether the device has AIOFSYNC_IOC_REAP_TAKES: a new context has no events. */
+static bool afs_px_has_takes(int dev)
+{
+	struct aiofsync_event ev;
+	uint32_t takes;
+
+	return afs_dev_reap_takes(dev, &ev, 0, 1, 0, 0, &takes) >= 0;
+}
 
 static int afs_px_open(void)
 {
@@ -356,7 +376,8 @@ static int afs_px_open(void)
 	if (dev < 0)
 		return dev;
 	afs_px.dev_checks_file = info.req_flags & AIOFSYNC_REQ_NO_APPEND;
-	afs_px.fg_reap = info.reap_flags & AIOFSYNC_REAP_BACKGROUND;
+	afs_px.fg_reap = (info.reap_flags & AIOFSYNC_REAP_BACKGROUND) &&
+			 afs_px_has_takes(dev);
 	pthread_sigmask(SIG_BLOCK, NULL, &mask);
 	afs_notify_set_thread_mask(&mask);
 	ret = afs_thread_start(afs_posix_reaper, (void *)(intptr_t)dev);
@@ -738,6 +759,8 @@ static struct {
 	struct aiofsync_event ev[AFS_FG_BATCH];
 	struct afs_publish_buf buf;
 	atomic_int owner;	/* the token holder's thread id, or 0 */
+	/* The device's fg_takes after the batch's take. */
+	uint32_t takes;
 } afs_fg;
 
 /* Publish the events of afs_fg.ev still unpublished; signals blocked. */
@@ -752,29 +775,15 @@ static void afs_fg_publish_held(void)
 		held[n++] = afs_fg.ev[i];
 		afs_fg.ev[i].user_tag = 0;
 	}
-	if (n)
-		afs_posix_publish(held, n, &afs_fg.buf, true);
-}
-
-/* The reaper may stop waiting for the caller: see afs_posix_after_fg(). */
-static void afs_fg_hold_wake(void)
-{
-	if (atomic_load(&afs_px.fg_hold_waiters))
-		afs_futex_wake(&afs_px.fg_hold, INT_MAX);
-}
-
-/*
- * The reaping caller may take events (@hold), or has published all it took:
- * see afs_posix_after_fg(). A signal handler that publishes the batch for
- * the caller leaves this to the caller, which it interrupted.
- */
-static void afs_fg_hold(bool hold)
-{
-	if ((atomic_load(&afs_px.fg_hold) & 1) == hold)
+	if (!n)
 		return;
-	atomic_fetch_add(&afs_px.fg_hold, 1);
-	if (!hold)
-		afs_fg_hold_wake();
+	afs_posix_publish(held, n, &afs_fg.buf, true);
+	/*
+	 * A handler that interrupted the caller before it stored the count
+	 * of this batch marks an older one: the caller marks this one when
+	 * it goes on (afs_suspend_reaping()).
+	 */
+	afs_fg_mark_published(afs_fg.takes);
 }
 
 /*
@@ -790,7 +799,7 @@ static void afs_fg_hold(bool hold)
  * thread first publishes the batch that caller held, then watches.
  */
 static int afs_suspend_reaping(struct afs_list *l,
-			       const struct afs_deadline *d, bool *stopped)
+			       const struct afs_deadline *d)
 {
 	struct timespec left = { 0, 0 };
 	sigset_t all, old;
@@ -805,10 +814,6 @@ static int afs_suspend_reaping(struct afs_list *l,
 			pthread_sigmask(SIG_BLOCK, &all, &old);
 			afs_fg_publish_held();
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
-			/* Until this call returns the caller holds nothing. */
-			atomic_fetch_add(&afs_px.fg_stopped, 1);
-			*stopped = true;
-			afs_fg_hold_wake();
 		}
 		return -ENOENT;
 	}
@@ -834,15 +839,14 @@ static int afs_suspend_reaping(struct afs_list *l,
 		timeout_ns = d->forever ? AIOFSYNC_TIMEOUT_INFINITE :
 			     (uint64_t)left.tv_sec * AFS_NS_PER_SEC +
 			     (uint64_t)left.tv_nsec;
-		afs_fg_hold(true);
-		n = afs_dev_reap_flags(afs_px.dev, afs_fg.ev, 1, AFS_FG_BATCH,
-				       timeout_ns, 0);
+		n = afs_dev_reap_takes(afs_px.dev, afs_fg.ev, 1, AFS_FG_BATCH,
+				       timeout_ns, 0, &afs_fg.takes);
 		if (n > 0) {
 			pthread_sigmask(SIG_BLOCK, &all, &old);
 			afs_fg_publish_held();
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
+			afs_fg_mark_published(afs_fg.takes);
 		}
-		afs_fg_hold(false);
 		if (n == -EINTR) {
 			ret = -EINTR;
 			break;
@@ -864,7 +868,6 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 {
 	struct afs_list l = { list, nent };
 	struct afs_deadline deadline;
-	bool stopped = false;
 	struct afs_watch *w;
 	int ret;
 
@@ -875,7 +878,7 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 	}
 	if (afs_list_any_done(&l))
 		return 0;
-	ret = afs_suspend_reaping(&l, &deadline, &stopped);
+	ret = afs_suspend_reaping(&l, &deadline);
 	if (ret != -ENOENT) {
 		if (ret)
 			errno = -ret;
@@ -890,8 +893,6 @@ static int afs_aio_suspend(const struct aiocb *const list[], int nent,
 		ret = afs_completion_wait(afs_list_any_done, &l, &deadline,
 					  false);
 	}
-	if (stopped)
-		atomic_fetch_sub(&afs_px.fg_stopped, 1);
 	if (ret)
 		errno = -ret;
 	return ret ? -1 : 0;
