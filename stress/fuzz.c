@@ -856,7 +856,7 @@ static long do_reap(struct ctx *c, bool wild)
 		r.min_nr = or_wild(8, r.min_nr, 32);
 		r.timeout_ns = or_wild(10, r.timeout_ns, 64);
 		r.flags = or_wild(12, 0, 32);
-		r.reserved = or_wild(12, 0, 32);
+		r.fg_takes = or_wild(12, 0, 32);
 		if (one_in(8)) {
 			/* Events into a read-only page or across the hole. */
 			out = (void *)(uintptr_t)(one_in(2) ? (uintptr_t)w.ro :
@@ -884,7 +884,9 @@ static long do_reap(struct ctx *c, bool wild)
 		infinite = true;
 		arm_alarm(&thread_timer, 1 + rn(30));
 	}
-	ret = dev_ioctl(c, AIOFSYNC_IOC_REAP, rp, reap_errs, "REAP");
+	/* Either number: REAP_TAKES also writes fg_takes back. */
+	ret = dev_ioctl(c, one_in(2) ? AIOFSYNC_IOC_REAP_TAKES : AIOFSYNC_IOC_REAP,
+			rp, reap_errs, "REAP");
 	if (infinite)
 		arm_alarm(&thread_timer, 0);
 	if (ret <= 0)
@@ -958,8 +960,9 @@ static void do_badcmd(struct ctx *c)
 {
 	static const unsigned long known[] = {
 		AIOFSYNC_IOC_SUBMIT, AIOFSYNC_IOC_REAP, AIOFSYNC_IOC_CANCEL,
-		AIOFSYNC_IOC_GET_INFO,
+		AIOFSYNC_IOC_GET_INFO, AIOFSYNC_IOC_REAP_TAKES,
 	};
+	const int nknown = sizeof(known) / sizeof(known[0]);
 	unsigned long cmd;
 	char arg[256] = { 0 };
 	long ret;
@@ -967,10 +970,10 @@ static void do_badcmd(struct ctx *c)
 	switch (rn(4)) {
 	case 0: cmd = (uint32_t)r64(); break;
 	case 1: cmd = _IOC(rn(4), AIOFSYNC_IOC_MAGIC, 4 + rn(252), rn(256)); break;
-	case 2: cmd = known[rn(4)] ^ (1UL << rn(32)); break;
+	case 2: cmd = known[rn(nknown)] ^ (1UL << rn(32)); break;
 	default: cmd = _IOC(rn(4), AIOFSYNC_IOC_MAGIC, rn(4), rn(1 << 14)); break;
 	}
-	for (int i = 0; i < 4; i++)
+	for (int i = 0; i < nknown; i++)
 		if (cmd == known[i])
 			return;
 	ret = ioctl(c->fd, cmd, one_in(2) ? (void *)arg : (void *)(uintptr_t)pick_bad_ptr(8));
