@@ -141,7 +141,8 @@ void afs_dev_req_init(struct aiofsync_req *r, uint32_t opcode, int fd,
 extern atomic_uint afs_fork_generation;
 /* getpid(), cached per fork generation. */
 pid_t afs_getpid(void);
-pid_t afs_gettid(void);
+/* The calling thread, as a number that is never 0; async-signal-safe. */
+uintptr_t afs_thread_self(void);
 
 int afs_futex_wait(atomic_uint *addr, unsigned int val,
 		   const struct timespec *rel);

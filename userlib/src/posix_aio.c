@@ -758,7 +758,7 @@ static bool afs_list_any_done(void *arg)
 static struct {
 	struct aiofsync_event ev[AFS_FG_BATCH];
 	struct afs_publish_buf buf;
-	atomic_int owner;	/* the token holder's thread id, or 0 */
+	atomic_uintptr_t owner;	/* the token holder (afs_thread_self()), or 0 */
 	/* The device's fg_takes after the batch's take. */
 	uint32_t takes;
 } afs_fg;
@@ -810,7 +810,7 @@ static int afs_suspend_reaping(struct afs_list *l,
 		return -ENOENT;
 	sigfillset(&all);
 	if (atomic_exchange(&afs_px.fg_busy, 1)) {
-		if (atomic_load(&afs_fg.owner) == afs_gettid()) {
+		if (atomic_load(&afs_fg.owner) == afs_thread_self()) {
 			pthread_sigmask(SIG_BLOCK, &all, &old);
 			afs_fg_publish_held();
 			pthread_sigmask(SIG_SETMASK, &old, NULL);
@@ -819,7 +819,7 @@ static int afs_suspend_reaping(struct afs_list *l,
 	}
 	/* The token before the list, as a publisher's fence before the token. */
 	atomic_thread_fence(memory_order_seq_cst);
-	atomic_store(&afs_fg.owner, afs_gettid());
+	atomic_store(&afs_fg.owner, afs_thread_self());
 	/* The batch, and the tail of afs_defer, are the token holder's. */
 	while (!afs_list_any_done(l)) {
 		/*

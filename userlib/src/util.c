@@ -26,10 +26,17 @@ pid_t afs_getpid(void)
 	return pid;
 }
 
-/* The calling thread's id; a system call, async-signal-safe. */
-pid_t afs_gettid(void)
+/*
+ * One byte per thread, whose address names the thread: no system call, and
+ * async-signal-safe, since an initial-exec variable is found at a fixed
+ * offset from the thread pointer (a global-dynamic one may be allocated on
+ * first use). A thread that exits may leave its address to a new one.
+ */
+static _Thread_local char afs_thread_mark __attribute__((tls_model("initial-exec")));
+
+uintptr_t afs_thread_self(void)
 {
-	return (pid_t)syscall(SYS_gettid);
+	return (uintptr_t)&afs_thread_mark;
 }
 
 /* Hooks, newest first; only ever added to (a lock-free push). */
