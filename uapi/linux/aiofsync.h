@@ -143,19 +143,19 @@ struct aiofsync_event {
  *
  * A background reaper that returns with events holds the foreground ones
  * off until it makes its next background call, or for the module parameter
- * bg_hold_ms (1 s) at most: meanwhile they take nothing
- * (and wait, if they would), and poll() does not report the device
- * readable. A program that publishes a background batch before that call
- * never publishes a foreground event before one the background reaper took
- * earlier (a sync before a write it covers); the other way round - a
+ * bg_hold_ms (1 s) at most: meanwhile they take nothing (and wait, if they
+ * would), and poll() does not report the device readable. With several
+ * background reapers, each background call releases one such hold. A
+ * program that publishes a background batch before that call never
+ * publishes a foreground event before one the background reaper took
+ * earlier (a sync before a write it covers). The other way round - a
  * foreground batch not yet published when the background reaper takes
- * later events - is the program's to order: @fg_takes tells it how. A
+ * later events - is the program's to order, and @fg_takes tells it how: a
  * background batch whose @fg_takes is T follows every event of the
- * foreground calls that counted up to T, and comes before those of later
- * ones; a program that records the @fg_takes of each foreground call once
- * it has published that call's events publishes a background batch once
- * the record reaches T. With several background reapers, each background
- * call releases one such hold.
+ * foreground calls counted up to T, and comes before those of later ones.
+ * A program that records, once it has published what a foreground call
+ * took, that call's @fg_takes publishes a background batch once the record
+ * reaches the batch's T.
  */
 struct aiofsync_reap {
 	__u32 min_nr;
