@@ -11,6 +11,8 @@
 #include <linux/seccomp.h>
 #include <sys/prctl.h>
 
+#include <dirent.h>
+
 #include "lib_test.h"
 #include "../aiofsync.h"
 #include "kselftest_harness.h"
@@ -221,6 +223,87 @@ TEST_F(posix, suspend_waits_for_completion)
 	lt_join(&l);
 }
 
+/* The threads of this process other than @self: at most @max, into @out. */
+static int other_threads(pid_t self_tid, pid_t *out, int max)
+{
+	DIR *dir = opendir("/proc/self/task");
+	struct dirent *d;
+	int n = 0;
+	pid_t tid;
+
+	if (!dir)
+		return -1;
+	while ((d = readdir(dir)) && n < max) {
+		tid = atoi(d->d_name);
+		if (tid && tid != self_tid)
+			out[n++] = tid;
+	}
+	closedir(dir);
+	return n;
+}
+
+/* The voluntary context switches of the threads @only (0-terminated). */
+static long only_switches(const pid_t *only)
+{
+	char path[64], line[128];
+	long total = 0, v;
+	FILE *f;
+	int i;
+
+	for (i = 0; only[i]; i++) {
+		snprintf(path, sizeof(path), "/proc/self/task/%d/status", only[i]);
+		f = fopen(path, "r");
+		if (!f)
+			return -1;
+		while (fgets(line, sizeof(line), f))
+			if (sscanf(line, "voluntary_ctxt_switches: %ld", &v) == 1)
+				total += v;
+		fclose(f);
+	}
+	return total;
+}
+
+/*
+ * The caller of aio_suspend() reaps its own completions: the library's own
+ * threads sleep through request after request, where through its reaper
+ * thread they would wake for each. Each completion comes while the caller
+ * is surely in aio_suspend(): the sync waits for a write whose buffer
+ * stalls the device until another thread releases it 100 ms later.
+ */
+TEST_F(posix, suspend_reaps_own_completion)
+{
+	enum { N = 5 };
+	const struct aiocb *list[1] = { &self->s };
+	pid_t lib[9] = { 0 };
+	struct afs_stall stall;
+	struct lt_later l;
+	long start;
+	int i;
+
+	/* The first request starts the library's threads, the only others. */
+	ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+	ASSERT_EQ(0, lt_wait(&self->s));
+	ASSERT_LT(0, other_threads(gettid(), lib, 8))
+		TH_LOG("the library started no thread");
+	start = only_switches(lib);
+	for (i = 0; i < N; i++) {
+		ASSERT_EQ(0, afs_stall_init(&stall, BS));
+		self->w.aio_buf = stall.addr;
+		ASSERT_EQ(0, aio_write(&self->w));
+		ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+		ASSERT_EQ(0, aio_fsync(O_SYNC, &self->s));
+		ASSERT_EQ(0, lt_release_later(&l, &stall, 'r', 100));
+		ASSERT_EQ(0, aio_suspend(list, 1, NULL));
+		lt_join(&l);
+		ASSERT_EQ(0, aio_error(&self->s));
+		ASSERT_EQ(0, aio_error(&self->w));
+		afs_stall_destroy(&stall);
+	}
+	EXPECT_GT(N, only_switches(lib) - start)
+		TH_LOG("the library's threads woke %ld times in %d rounds",
+		       only_switches(lib) - start, N);
+}
+
 TEST_F(posix, suspend_timeout)
 {
 	const struct aiocb *list[1] = { &self->w };
@@ -268,7 +351,7 @@ static void *suspend_main(void *arg)
 /* The thread's voluntary context switches so far (its sleeps), or -1. */
 static long voluntary_switches(pid_t tid)
 {
-	char path[64], line[128];
+	char path[300], line[128];
 	long n = -1;
 	FILE *f;
 
