@@ -23,9 +23,10 @@
  * thread per stream, each with its own context); the synchronous peer
  * ("plain") gets one thread per stream. Measured over the run: commits/s,
  * CPU time of the whole system (time not idle, from /proc/stat: kernel
- * workers and interrupts included; see proc_stat_read()) and of this process, flush requests completed by the disk that
- * holds the directory (/sys/block/<disk>/stat, field 16), and the latency of
- * each commit from its queueing to its completion.
+ * workers and interrupts included; see proc_stat_read()) and of this
+ * process, flush requests completed by the disk that holds the directory
+ * (/sys/block/<disk>/stat, field 16), and the latency of each commit from
+ * its queueing to its completion.
  *
  * Exit status: 0 and a RESULT line; 1 failure (an error, a wrong result, no
  * commit at all); 2 usage; 3 the peer does not apply to the workload.
