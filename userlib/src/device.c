@@ -91,10 +91,9 @@ int afs_dev_submit(int dev, struct aiofsync_req *reqs, unsigned int nr)
 	return ret < 0 ? -errno : ret;
 }
 
-/* @takes: AIOFSYNC_IOC_REAP_TAKES, which writes fg_takes back; else NULL. */
-static int afs_dev_reap_cmd(int dev, struct aiofsync_event *ev,
-			    unsigned int min_nr, unsigned int max_nr,
-			    uint64_t timeout_ns, uint32_t flags, uint32_t *takes)
+int afs_dev_reap_takes(int dev, struct aiofsync_event *ev, unsigned int min_nr,
+		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags,
+		       uint32_t *takes)
 {
 	struct aiofsync_reap r = {
 		.min_nr = min_nr,
@@ -113,18 +112,10 @@ static int afs_dev_reap_cmd(int dev, struct aiofsync_event *ev,
 	return ret;
 }
 
-int afs_dev_reap_takes(int dev, struct aiofsync_event *ev, unsigned int min_nr,
-		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags,
-		       uint32_t *takes)
-{
-	return afs_dev_reap_cmd(dev, ev, min_nr, max_nr, timeout_ns, flags,
-				takes);
-}
-
 int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		 unsigned int max_nr, uint64_t timeout_ns)
 {
-	return afs_dev_reap_cmd(dev, ev, min_nr, max_nr, timeout_ns, 0, NULL);
+	return afs_dev_reap_takes(dev, ev, min_nr, max_nr, timeout_ns, 0, NULL);
 }
 
 void afs_dev_wake(int dev, unsigned long flags)

@@ -106,8 +106,9 @@ int afs_dev_submit(int dev, struct aiofsync_req *reqs, unsigned int nr);
 int afs_dev_reap(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		 unsigned int max_nr, uint64_t timeout_ns);
 /*
- * With AIOFSYNC_REAP_* @flags, through AIOFSYNC_IOC_REAP_TAKES: *@takes is
- * the context's count of foreground calls that took events (when >= 0).
+ * With AIOFSYNC_REAP_* @flags; through AIOFSYNC_IOC_REAP_TAKES unless @takes
+ * is NULL: then *@takes is the context's count of foreground calls that
+ * took events (when >= 0).
  */
 int afs_dev_reap_takes(int dev, struct aiofsync_event *ev, unsigned int min_nr,
 		       unsigned int max_nr, uint64_t timeout_ns, uint32_t flags,

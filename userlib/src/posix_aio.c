@@ -318,11 +318,9 @@ static void *afs_posix_reaper(void *arg)
 	uint32_t takes = 0;
 
 	for (;;) {
-		n = afs_px.fg_reap ?
-		    afs_dev_reap_takes(dev, ev, 1, AFS_REAP_BATCH,
-				       AIOFSYNC_TIMEOUT_INFINITE, flags, &takes) :
-		    afs_dev_reap(dev, ev, 1, AFS_REAP_BATCH,
-				 AIOFSYNC_TIMEOUT_INFINITE);
+		n = afs_dev_reap_takes(dev, ev, 1, AFS_REAP_BATCH,
+				       AIOFSYNC_TIMEOUT_INFINITE, flags,
+				       afs_px.fg_reap ? &takes : NULL);
 		if (n < 0 && n != -EINTR)
 			return NULL;	/* the context is gone */
 		if (n > 0 && afs_px.fg_reap)
