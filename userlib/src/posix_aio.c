@@ -363,6 +363,20 @@ static bool afs_px_has_takes(int dev)
 	return afs_dev_reap_takes(dev, &ev, 0, 1, 0, 0, &takes) >= 0;
 }
 
+/*
+ * AIOFSYNC_FOREGROUND_REAP=0: aio_suspend() callers never reap, the reaper
+ * thread publishes everything, as on a module without
+ * AIOFSYNC_IOC_REAP_TAKES. For a program that leaves aio_suspend() by
+ * siglongjmp() from its signal handlers, which would keep the token; and
+ * for the tests of that path. Read once, when the context opens.
+ */
+static bool afs_px_fg_reap_allowed(void)
+{
+	const char *v = secure_getenv("AIOFSYNC_FOREGROUND_REAP");
+
+	return !v || strcmp(v, "0");
+}
+
 static int afs_px_open(void)
 {
 	struct aiofsync_info info;
@@ -375,7 +389,7 @@ static int afs_px_open(void)
 		return dev;
 	afs_px.dev_checks_file = info.req_flags & AIOFSYNC_REQ_NO_APPEND;
 	afs_px.fg_reap = (info.reap_flags & AIOFSYNC_REAP_BACKGROUND) &&
-			 afs_px_has_takes(dev);
+			 afs_px_has_takes(dev) && afs_px_fg_reap_allowed();
 	pthread_sigmask(SIG_BLOCK, NULL, &mask);
 	afs_notify_set_thread_mask(&mask);
 	ret = afs_thread_start(afs_posix_reaper, (void *)(intptr_t)dev);
