@@ -59,6 +59,13 @@ MODULE_PARM_DESC(flush_defer_us,
  * second of a per-CPU flush queue, at the price of about 140 us more
  * latency for a lone sync of a clean file. A flood of writes never keeps a
  * ready fsync from starting either way.
+ *
+ * Both are WQ_SYSFS, so that an administrator can set their workers' nice
+ * value and CPU mask in /sys/devices/virtual/workqueue/aiofsync_{io,flush}/
+ * (a module cannot: apply_workqueue_attrs() is not exported). The workers
+ * run at nice 0, like the program that submits to them; see the tuning
+ * section of Documentation/userspace-api/aiofsync.rst for what nice 5 did
+ * in the bench.
  */
 struct workqueue_struct *aiofsync_wq;
 struct workqueue_struct *aiofsync_flush_wq;
@@ -158,11 +165,12 @@ static int __init aiofsync_init(void)
 	int ret;
 
 	aiofsync_order_init();
-	aiofsync_wq = alloc_workqueue("aiofsync_io", WQ_UNBOUND,
+	aiofsync_wq = alloc_workqueue("aiofsync_io", WQ_UNBOUND | WQ_SYSFS,
 				      WQ_UNBOUND_MAX_ACTIVE);
 	if (!aiofsync_wq)
 		return -ENOMEM;
-	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush", WQ_UNBOUND, 0);
+	aiofsync_flush_wq = alloc_workqueue("aiofsync_flush",
+					    WQ_UNBOUND | WQ_SYSFS, 0);
 	if (!aiofsync_flush_wq) {
 		ret = -ENOMEM;
 		goto out_wq;

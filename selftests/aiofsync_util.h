@@ -28,6 +28,7 @@
 
 #define AFS_STATS	"/sys/class/misc/aiofsync/stats/"
 #define AFS_PARAMS	"/sys/module/aiofsync/parameters/"
+#define AFS_WQ		"/sys/devices/virtual/workqueue/"
 #define AFS_MS		1000000ULL	/* nanoseconds */
 /* An address no process can map: the kernel's direct map on x86-64. */
 #define AFS_KERNEL_ADDR	0xffff888000000000ULL
@@ -197,6 +198,43 @@ static inline int afs_set_param(const char *name, long long v)
 
 	snprintf(path, sizeof(path), AFS_PARAMS "%s", name);
 	return afs_write_num(path, v);
+}
+
+/* The nice value of workqueue @wq's workers (aiofsync_io, aiofsync_flush). */
+static inline long long afs_wq_nice(const char *wq)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), AFS_WQ "%s/nice", wq);
+	return afs_read_num(path);
+}
+
+static inline int afs_set_wq_nice(const char *wq, int nice)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), AFS_WQ "%s/nice", wq);
+	return afs_write_num(path, nice);
+}
+
+/* The nice value of task @pid (field 19 of /proc/PID/stat), or -100. */
+static inline int afs_task_nice(int pid)
+{
+	char path[64], buf[1024], *p;
+	int fd, n, field;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -100;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = 0;
+	/* The name, field 2, may hold blanks: count from its closing ')'. */
+	p = strrchr(buf, ')');
+	for (field = 2; p && field < 19; field++)
+		p = strchr(p + 1, ' ');
+	return p ? atoi(p + 1) : -100;
 }
 
 /*

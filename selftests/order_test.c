@@ -23,6 +23,7 @@ FIXTURE(order)
 	struct afs_stall later;	/* only for the tests that stall two writes */
 	struct afs_dmfs fs;	/* only for the tests that stall a flush */
 	long long saved_defer;	/* flush_defer_us to restore, or -1 */
+	const char *niced;	/* workqueue whose nice to set back to 0 */
 };
 
 FIXTURE_SETUP(order)
@@ -36,6 +37,7 @@ FIXTURE_SETUP(order)
 	ASSERT_EQ(0, afs_stall_init(&self->stall, LEN));
 	self->later.uffd = -1;
 	self->saved_defer = -1;
+	self->niced = NULL;
 }
 
 FIXTURE_TEARDOWN(order)
@@ -49,6 +51,8 @@ FIXTURE_TEARDOWN(order)
 	afs_dmfs_down(&self->fs);
 	if (self->saved_defer >= 0)
 		afs_set_param("flush_defer_us", self->saved_defer);
+	if (self->niced)
+		afs_set_wq_nice(self->niced, 0);
 }
 
 /* Nothing completes within @ms. */
@@ -372,7 +376,8 @@ TEST_F(order, fsync_reaches_disk_as_flush)
 }
 
 /* Some task is inside the module's flush work, as its kernel stack shows. */
-static int flush_work_running(void)
+/* A task whose kernel stack passes through @fn, or 0. */
+static int worker_in(const char *fn)
 {
 	char path[300], stack[4096];
 	struct dirent *d;
@@ -391,11 +396,17 @@ static int flush_work_running(void)
 		n = read(fd, stack, sizeof(stack) - 1);
 		close(fd);
 		stack[n > 0 ? n : 0] = 0;
-		found = strstr(stack, "aiofsync_flush_work") != NULL;
+		if (strstr(stack, fn))
+			found = atoi(d->d_name);
 	}
 	if (proc)
 		closedir(proc);
 	return found;
+}
+
+static int flush_work_running(void)
+{
+	return worker_in("aiofsync_flush_work") != 0;
 }
 
 /*
@@ -459,6 +470,75 @@ TEST_F_TIMEOUT(order, ready_during_flush_share_next_flush, 120)
 	EXPECT_EQ(saved + N - 1, afs_stat("flushes_saved"));
 	close(f);
 	close(g);
+	free(buf);
+}
+
+/*
+ * The module's workqueues are tunable in sysfs (WQ_SYSFS): their workers
+ * start at nice 0, and a write runs on a worker at the nice value root sets
+ * for aiofsync_io. The stalled write's worker is found by its kernel stack.
+ */
+TEST_F(order, write_worker_runs_at_io_queue_nice)
+{
+	struct aiofsync_req w = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, LEN,
+					self->stall.addr, 1);
+	struct aiofsync_event ev;
+	int pid;
+
+	ASSERT_EQ(0, afs_wq_nice("aiofsync_io"));
+	self->niced = "aiofsync_io";
+	ASSERT_EQ(0, afs_set_wq_nice("aiofsync_io", 5));
+	ASSERT_EQ(5, afs_wq_nice("aiofsync_io"));
+
+	ASSERT_EQ(1, afs_submit(self->dev, &w, 1));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+	pid = worker_in("aiofsync_write_work");
+	EXPECT_LT(0, pid);
+	EXPECT_EQ(5, afs_task_nice(pid));
+
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'n'));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(LEN, ev.res);
+}
+
+/*
+ * The same for a flush and aiofsync_flush: the flush is held in the middle,
+ * on a suspended dm device, as above.
+ */
+TEST_F_TIMEOUT(order, flush_worker_runs_at_flush_queue_nice, 120)
+{
+	enum { DIRTY = 1 << 20 };
+	struct aiofsync_req sync;
+	struct aiofsync_event ev;
+	char *buf = malloc(DIRTY);
+	int f, i, pid = 0;
+
+	ASSERT_NE(NULL, buf);
+	memset(buf, 'n', DIRTY);
+	ASSERT_EQ(0, afs_wq_nice("aiofsync_flush"));
+	self->niced = "aiofsync_flush";
+	ASSERT_EQ(0, afs_set_wq_nice("aiofsync_flush", 5));
+
+	afs_dmfs_init(&self->fs);
+	ASSERT_EQ(0, afs_dmfs_up(&self->fs));
+	f = afs_dmfs_open(&self->fs, "f", O_RDWR);
+	ASSERT_LE(0, f);
+	ASSERT_EQ(DIRTY, pwrite(f, buf, DIRTY, 0));
+	ASSERT_EQ(0, fsync(f));
+	ASSERT_EQ(DIRTY, pwrite(f, buf, DIRTY, 0));
+	ASSERT_EQ(0, afs_dmfs_suspend(&self->fs));
+
+	sync = afs_req(AIOFSYNC_OP_FSYNC, f, 0, 0, NULL, 1);
+	ASSERT_EQ(1, afs_submit(self->dev, &sync, 1));
+	for (i = 0; i < 100 && !(pid = worker_in("aiofsync_flush_work")); i++)
+		usleep(100 * 1000);
+	EXPECT_LT(0, pid) TH_LOG("no flush work seen running");
+	EXPECT_EQ(5, afs_task_nice(pid));
+
+	ASSERT_EQ(0, afs_dmfs_resume(&self->fs));
+	ASSERT_EQ(1, afs_reap(self->dev, &ev, 1, 1, 30000 * AFS_MS));
+	EXPECT_EQ(0, ev.res);
+	close(f);
 	free(buf);
 }
 
