@@ -63,9 +63,9 @@ MODULE_PARM_DESC(flush_defer_us,
  * Both are WQ_SYSFS, so that an administrator can set their workers' nice
  * value and CPU mask in /sys/devices/virtual/workqueue/aiofsync_{io,flush}/
  * (a module cannot: apply_workqueue_attrs() is not exported). The workers
- * run at nice 0, like the program that submits to them; see the tuning
- * section of Documentation/userspace-api/aiofsync.rst for what nice 5 did
- * in the bench.
+ * run at nice 0, like the program that submits to them; "Workqueues" in
+ * Documentation/userspace-api/aiofsync.rst says what nice 5 did in the
+ * bench.
  */
 struct workqueue_struct *aiofsync_wq;
 struct workqueue_struct *aiofsync_flush_wq;
