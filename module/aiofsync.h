@@ -57,9 +57,22 @@ enum aiofsync_state {
 	AIOFSYNC_CANCELED,	/* taken off its queue by a cancel */
 };
 
+/*
+ * READ/WRITE work that one submit call has made runnable, queued when the
+ * call ends (or when the plug is full): see aiofsync_ioc_submit().
+ */
+#define AIOFSYNC_PLUG_MAX	64
+struct aiofsync_plug {
+	struct task_struct *task;	/* the submitting task */
+	unsigned int nr;
+	struct work_struct *work[AIOFSYNC_PLUG_MAX];
+};
+
 struct aiofsync_ctx {
 	/* Protects every field below but @wait, @bg_wait and @ref. */
 	spinlock_t lock;
+	/* The plug of a submit call under way (only one at a time), or NULL. */
+	struct aiofsync_plug *plug;
 	/* READ/WRITE not yet started, one FIFO per priority. */
 	struct list_head pending[AIOFSYNC_PRIO_MAX + 1];
 	/* Requests not yet completed, in no particular order. */
@@ -158,6 +171,9 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void);
 void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
+void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work);
+void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
+void aiofsync_ctx_unplug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg,
 		       bool report);
 long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags);

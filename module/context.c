@@ -70,6 +70,71 @@ void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
 	kref_put(&ctx->ref, aiofsync_ctx_release);
 }
 
+static void aiofsync_plug_flush(struct aiofsync_plug *plug)
+{
+	unsigned int i;
+
+	for (i = 0; i < plug->nr; i++)
+		queue_work(aiofsync_wq, plug->work[i]);
+	plug->nr = 0;
+}
+
+/*
+ * Queue the work of a READ/WRITE (a request's own, or its inode's writer)
+ * on the workqueue; during a submit call of the current task, hold it in
+ * the call's plug instead. Called with the context's lock held.
+ */
+void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work)
+{
+	struct aiofsync_plug *plug = ctx->plug;
+
+	lockdep_assert_held(&ctx->lock);
+
+	if (!plug || plug->task != current) {
+		queue_work(aiofsync_wq, work);
+		return;
+	}
+	if (plug->nr == AIOFSYNC_PLUG_MAX)
+		aiofsync_plug_flush(plug);
+	plug->work[plug->nr++] = work;
+}
+
+/*
+ * Hold the work a submit call makes runnable until the call ends. Every
+ * worker woken in the middle of the call could preempt the submitter (a
+ * waking task with less runtime than the current one does, on CFS), which
+ * then accepts the rest of its batch, the other files' commits, only after
+ * it: their syncs reach the journal spread out in time. Side by side (6.1,
+ * ext4, 6 repetitions of 1 s, per-round ratios, medians): W1 with one
+ * commit in flight on 16 and 64 files 1.12x and 1.08x the commits per
+ * second (0.356 -> 0.292 and 0.143 -> 0.111 flushes per commit), with four
+ * in flight on 4 and 16 files 1.29x and 1.17x (CPU per commit 831 -> 603
+ * and 561 -> 460 us); W2 and W3 level. Only one plug per context at a
+ * time: a second thread submitting meanwhile queues its work at once. A
+ * full plug is queued at once, and a call that blocks (a fault on its
+ * array, memory reclaim) holds what it has accepted until it goes on.
+ */
+void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug)
+{
+	plug->task = current;
+	plug->nr = 0;
+	spin_lock(&ctx->lock);
+	if (!ctx->plug)
+		ctx->plug = plug;
+	spin_unlock(&ctx->lock);
+}
+
+/* The submit call ends: queue what it held. */
+void aiofsync_ctx_unplug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug)
+{
+	spin_lock(&ctx->lock);
+	if (ctx->plug == plug)
+		ctx->plug = NULL;
+	spin_unlock(&ctx->lock);
+	/* The work is ours alone until queued: writers and requests hold on. */
+	aiofsync_plug_flush(plug);
+}
+
 /* Start queued READ/WRITE requests while the context has free slots. */
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
 {
@@ -92,7 +157,7 @@ void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
 			ctx->nr_running++;
 			if (req->ev.opcode != AIOFSYNC_OP_WRITE ||
 			    !aiofsync_order_run_write(req))
-				queue_work(aiofsync_wq, &req->work);
+				aiofsync_ctx_queue_io(ctx, &req->work);
 		}
 	}
 }

@@ -275,7 +275,7 @@ bool aiofsync_order_run_write(struct aiofsync_request *req)
 	if (!ai->writing) {
 		ai->writing = true;
 		refcount_inc(&ai->ref);
-		queue_work(aiofsync_wq, &ai->write_work);
+		aiofsync_ctx_queue_io(req->ctx, &ai->write_work);
 	}
 	spin_unlock(&ai->lock);
 	return true;

@@ -323,6 +323,7 @@ out_fput:
 long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg)
 {
 	struct aiofsync_submit arg;
+	struct aiofsync_plug plug;
 	struct aiofsync_req r;
 	const u8 __user *base;
 	u32 i;
@@ -337,6 +338,7 @@ long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg)
 		return -EINVAL;
 	base = u64_to_user_ptr(arg.reqs);
 
+	aiofsync_ctx_plug(ctx, &plug);
 	for (i = 0; i < arg.nr; i++) {
 		ret = copy_struct_from_user(&r, sizeof(r),
 					    base + (size_t)i * arg.req_size,
@@ -350,5 +352,6 @@ long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg)
 			break;
 		cond_resched();
 	}
+	aiofsync_ctx_unplug(ctx, &plug);
 	return i ? i : ret;
 }

@@ -577,6 +577,29 @@ TEST_F(abi, submit_stops_at_first_bad)
 	EXPECT_EQ(0, afs_reap(self->dev, ev, 1, 3, 100 * AFS_MS));
 }
 
+/*
+ * A write accepted before the bad request still runs: the call starts the
+ * work it held back on every way out.
+ */
+TEST_F(abi, submit_stops_at_first_bad_write_runs)
+{
+	struct aiofsync_req reqs[3] = {
+		afs_req(AIOFSYNC_OP_WRITE, self->fd, 0, 5, "first", 1),
+		afs_req(99, self->fd, 0, 0, NULL, 2),
+		afs_req(AIOFSYNC_OP_WRITE, self->fd, 5, 6, "second", 3),
+	};
+	struct aiofsync_event ev[3];
+	char buf[16] = "";
+
+	EXPECT_EQ(1, afs_submit(self->dev, reqs, 3));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 3, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(5, ev[0].res);
+	EXPECT_EQ(0, afs_reap(self->dev, ev, 1, 3, 100 * AFS_MS));
+	EXPECT_EQ(5, pread(self->fd, buf, sizeof(buf), 0));
+	EXPECT_STREQ("first", buf);
+}
+
 TEST_F(abi, eventfd_signalled)
 {
 	int efd = eventfd(0, EFD_CLOEXEC);

@@ -23,6 +23,7 @@ FIXTURE(order)
 	struct afs_stall later;	/* only for the tests that stall two writes */
 	struct afs_dmfs fs;	/* only for the tests that stall a flush */
 	long long saved_defer;	/* flush_defer_us to restore, or -1 */
+	long long saved_active;	/* max_ctx_active to restore, or -1 */
 	const char *niced;	/* workqueue whose nice to set back to 0 */
 };
 
@@ -37,6 +38,7 @@ FIXTURE_SETUP(order)
 	ASSERT_EQ(0, afs_stall_init(&self->stall, LEN));
 	self->later.uffd = -1;
 	self->saved_defer = -1;
+	self->saved_active = -1;
 	self->niced = NULL;
 }
 
@@ -53,6 +55,8 @@ FIXTURE_TEARDOWN(order)
 		afs_set_param("flush_defer_us", self->saved_defer);
 	if (self->niced)
 		afs_set_wq_nice(self->niced, 0);
+	if (self->saved_active >= 0)
+		afs_set_param("max_ctx_active", self->saved_active);
 }
 
 /* Nothing completes within @ms. */
@@ -340,6 +344,58 @@ TEST_F(order, group_commit_one_flush_for_many)
 	}
 	EXPECT_EQ(flushes + 1, afs_stat("flushes"));
 	EXPECT_EQ(saved + N - 1, afs_stat("flushes_saved"));
+}
+
+/*
+ * One call with a write and an fsync for each of many files, more files
+ * than the call holds writers back for (64) before it starts them: every
+ * write runs, each fsync after its own write.
+ */
+TEST_F(order, one_call_more_writers_than_a_plug)
+{
+	enum { F = 150 };
+	struct aiofsync_req reqs[2 * F];
+	struct aiofsync_event ev[2 * F];
+	int fds[F], seen[F] = { 0 }, i, n = 0;
+	char name[16], buf[4096], back[4096];
+
+	self->saved_active = afs_param("max_ctx_active");
+	ASSERT_LE(0, self->saved_active);
+	ASSERT_EQ(0, afs_set_param("max_ctx_active", 2 * F));
+	memset(buf, 'p', sizeof(buf));
+	for (i = 0; i < F; i++) {
+		snprintf(name, sizeof(name), "plug%d", i);
+		fds[i] = afs_tmpfile(name, O_RDWR);
+		ASSERT_LE(0, fds[i]);
+		reqs[2 * i] = afs_req(AIOFSYNC_OP_WRITE, fds[i], 0, sizeof(buf),
+				      buf, 2 * i);
+		reqs[2 * i + 1] = afs_req(AIOFSYNC_OP_FSYNC, fds[i], 0, 0, NULL,
+					  2 * i + 1);
+	}
+	ASSERT_EQ(2 * F, afs_submit(self->dev, reqs, 2 * F));
+	while (n < 2 * F) {
+		int got = afs_reap(self->dev, ev + n, 1, 2 * F - n,
+				   10000 * AFS_MS);
+
+		ASSERT_LT(0, got) TH_LOG("%d of %d completed", n, 2 * F);
+		n += got;
+	}
+	for (i = 0; i < 2 * F; i++) {
+		int file = ev[i].user_tag / 2;
+
+		if (ev[i].user_tag % 2) {
+			EXPECT_EQ(0, ev[i].res);
+			EXPECT_EQ(1, seen[file]) TH_LOG("file %d synced before its write", file);
+		} else {
+			EXPECT_EQ(sizeof(buf), ev[i].res);
+			seen[file] = 1;
+		}
+	}
+	for (i = 0; i < F; i++) {
+		EXPECT_EQ(sizeof(back), pread(fds[i], back, sizeof(back), 0));
+		EXPECT_EQ(0, memcmp(buf, back, sizeof(buf)));
+		close(fds[i]);
+	}
 }
 
 /* Without a stalled write in front, a lone fsync is a flush of its own. */
