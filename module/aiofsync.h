@@ -59,7 +59,7 @@ enum aiofsync_state {
 
 /*
  * READ/WRITE work that one submit call has made runnable, queued when the
- * call ends (or when the plug is full): see aiofsync_ioc_submit().
+ * call ends (or when the plug is full): see aiofsync_ctx_plug().
  */
 #define AIOFSYNC_PLUG_MAX	64
 struct aiofsync_plug {

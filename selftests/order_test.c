@@ -431,7 +431,6 @@ TEST_F(order, fsync_reaches_disk_as_flush)
 	EXPECT_LT(disk_flushes, afs_disk_stat(self->a, 15));
 }
 
-/* Some task is inside the module's flush work, as its kernel stack shows. */
 /* A task whose kernel stack passes through @fn, or 0. */
 static int worker_in(const char *fn)
 {
@@ -460,6 +459,7 @@ static int worker_in(const char *fn)
 	return found;
 }
 
+/* Some task is inside the module's flush work. */
 static int flush_work_running(void)
 {
 	return worker_in("aiofsync_flush_work") != 0;
