@@ -25,8 +25,10 @@
  *                        writer queue
  *   inode table bucket   the hash chain and the reference counts of entries
  * Submission, dispatch and cancellation take ctx.lock, then inode.lock;
- * nothing takes them the other way round. Completion takes inode.lock, drops
- * it, then takes ctx.lock (and dispatches under it).
+ * nothing takes them the other way round. A write's completion does too: it
+ * posts its event and releases the syncs behind it under both, in that
+ * order. A flush takes inode.lock for its batch, drops it, then takes
+ * ctx.lock for each sync's event.
  */
 #ifndef AIOFSYNC_INTERNAL_H
 #define AIOFSYNC_INTERNAL_H
@@ -59,7 +61,9 @@ enum aiofsync_state {
 
 /*
  * READ/WRITE work that one submit call has made runnable, queued when the
- * call ends (or when the plug is full): see aiofsync_ctx_plug().
+ * call ends, when the plug is full, or before the call would block on its
+ * request array: see aiofsync_ctx_plug(). Only the submitting task touches
+ * it (under ctx.lock, or in the call itself), so it needs no lock of its own.
  */
 #define AIOFSYNC_PLUG_MAX	64
 struct aiofsync_plug {
@@ -174,6 +178,7 @@ void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work);
 void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
 void aiofsync_ctx_unplug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
+void aiofsync_plug_flush(struct aiofsync_plug *plug);
 long aiofsync_ioc_reap(struct aiofsync_ctx *ctx, void __user *uarg,
 		       bool report);
 long aiofsync_ioc_wake(struct aiofsync_ctx *ctx, unsigned long flags);

@@ -70,7 +70,8 @@ void aiofsync_ctx_put(struct aiofsync_ctx *ctx)
 	kref_put(&ctx->ref, aiofsync_ctx_release);
 }
 
-static void aiofsync_plug_flush(struct aiofsync_plug *plug)
+/* Queue what the plug holds; only its task calls this. */
+void aiofsync_plug_flush(struct aiofsync_plug *plug)
 {
 	unsigned int i;
 
@@ -110,9 +111,17 @@ void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work)
  * second (0.356 -> 0.292 and 0.143 -> 0.111 flushes per commit), with four
  * in flight on 4 and 16 files 1.29x and 1.17x (CPU per commit 831 -> 603
  * and 561 -> 460 us); W2 and W3 level. Only one plug per context at a
- * time: a second thread submitting meanwhile queues its work at once. A
- * full plug is queued at once, and a call that blocks (a fault on its
- * array, memory reclaim) holds what it has accepted until it goes on.
+ * time: a second thread submitting meanwhile queues its own work at once.
+ *
+ * What a plug holds may be shared: an inode's writer serves every context
+ * that writes to the file, and while it waits in one call's plug the other
+ * contexts' writes to that file only join its list. So a plug holds work
+ * only while the call does work of its own (at most max_ctx_requests
+ * requests), never across a wait that someone else ends: it is queued
+ * before the call reads a part of its request array that is not in memory
+ * (aiofsync_copy_req()), which may block for as long as whoever serves the
+ * fault likes (userfaultfd, FUSE, a network file). An allocation's reclaim
+ * is bounded (__GFP_NORETRY).
  */
 void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug)
 {

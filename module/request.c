@@ -320,6 +320,29 @@ out_fput:
 	return ret;
 }
 
+/*
+ * Read one request of the array. While the plug holds work, first with page
+ * faults disabled: a fault that has to wait (a page swapped out, or served
+ * by userfaultfd or FUSE) would keep that work, and other contexts' writes
+ * to the same files, waiting as long as it lasts. The plug's work is queued
+ * before such a fault is taken.
+ */
+static int aiofsync_copy_req(struct aiofsync_req *r, const u8 __user *src,
+			     u32 size, struct aiofsync_plug *plug)
+{
+	int ret;
+
+	if (plug->nr) {
+		pagefault_disable();
+		ret = copy_struct_from_user(r, sizeof(*r), src, size);
+		pagefault_enable();
+		if (ret != -EFAULT)
+			return ret;
+		aiofsync_plug_flush(plug);
+	}
+	return copy_struct_from_user(r, sizeof(*r), src, size);
+}
+
 long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg)
 {
 	struct aiofsync_submit arg;
@@ -340,9 +363,8 @@ long aiofsync_ioc_submit(struct aiofsync_ctx *ctx, void __user *uarg)
 
 	aiofsync_ctx_plug(ctx, &plug);
 	for (i = 0; i < arg.nr; i++) {
-		ret = copy_struct_from_user(&r, sizeof(r),
-					    base + (size_t)i * arg.req_size,
-					    arg.req_size);
+		ret = aiofsync_copy_req(&r, base + (size_t)i * arg.req_size,
+					arg.req_size, &plug);
 		/* Unknown trailing bytes are reserved fields: EINVAL. */
 		if (ret == -E2BIG)
 			ret = -EINVAL;

@@ -9,6 +9,7 @@
  * has not, completed, with no timing involved.
  */
 #include <dirent.h>
+#include <pthread.h>
 
 #include "dm_util.h"
 #include "kselftest_harness.h"
@@ -396,6 +397,100 @@ TEST_F(order, one_call_more_writers_than_a_plug)
 		EXPECT_EQ(0, memcmp(buf, back, sizeof(buf)));
 		close(fds[i]);
 	}
+}
+
+/* Supply page @i of the stalled buffer, holding @len bytes of @src at @off. */
+static int stall_supply(struct afs_stall *s, size_t i, size_t off,
+			const void *src, size_t len)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	char *copy = aligned_alloc(page, page);
+	struct uffdio_copy c = {
+		.dst = (uintptr_t)s->addr + i * page,
+		.len = page,
+	};
+	int ret;
+
+	if (!copy)
+		return -1;
+	memset(copy, 0, page);
+	memcpy(copy + off, src, len);
+	c.src = (uintptr_t)copy;
+	ret = ioctl(s->uffd, UFFDIO_COPY, &c);
+	free(copy);
+	return ret;
+}
+
+struct blocked_submit {
+	int dev;
+	const struct aiofsync_req *reqs;
+	int ret;
+};
+
+static void *submit_two(void *arg)
+{
+	struct blocked_submit *b = arg;
+
+	b->ret = afs_submit(b->dev, b->reqs, 2);
+	return NULL;
+}
+
+/*
+ * A submit call that blocks on its own request array (the second request
+ * lies in a page that userfaultfd holds back) after it accepted a write to
+ * a file: that write runs meanwhile, and so does another context's write to
+ * the same file, with the fsync behind it. The file's writer, which the
+ * call made runnable, must not wait for the call to go on.
+ */
+TEST_F(order, submit_blocked_on_array_holds_no_writer)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	struct aiofsync_req head, tail, other[2];
+	struct aiofsync_event ev[2];
+	struct blocked_submit b;
+	char buf[4096], back[4096];
+	int dev2 = afs_open();
+	int a2 = afs_tmpfile("a", O_RDWR);	/* the same name: reopen */
+	pthread_t t;
+
+	ASSERT_LE(0, dev2);
+	ASSERT_LE(0, a2);
+	memset(buf, 'w', sizeof(buf));
+	/* The array straddles pages 0 and 1: the first request is there. */
+	head = afs_req(AIOFSYNC_OP_WRITE, self->a, 0, sizeof(buf), buf, 1);
+	ASSERT_EQ(0, stall_supply(&self->stall, 0, page - sizeof(head), &head,
+				  sizeof(head)));
+	b.dev = self->dev;
+	b.reqs = (const void *)(self->stall.addr + page - sizeof(head));
+	ASSERT_EQ(0, pthread_create(&t, NULL, submit_two, &b));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, 5000));
+
+	/* The call is blocked: its write has run all the same. */
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 1, 5000 * AFS_MS))
+		TH_LOG("the blocked call held its own write back");
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(sizeof(buf), ev[0].res);
+
+	/* Another context writes the same file and syncs it. */
+	other[0] = afs_req(AIOFSYNC_OP_WRITE, a2, sizeof(buf), sizeof(buf), buf,
+			   2);
+	other[1] = afs_req(AIOFSYNC_OP_FSYNC, a2, 0, 0, NULL, 3);
+	ASSERT_EQ(2, afs_submit(dev2, other, 2));
+	EXPECT_EQ(2, afs_reap(dev2, ev, 2, 2, 5000 * AFS_MS))
+		TH_LOG("the blocked call held the file's writer back");
+
+	/* Let the call go on: its second request is an fsync of the file. */
+	tail = afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 4);
+	ASSERT_EQ(0, stall_supply(&self->stall, 1, 0, &tail, sizeof(tail)));
+	ASSERT_EQ(0, pthread_join(t, NULL));
+	EXPECT_EQ(2, b.ret);
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 1, 5000 * AFS_MS));
+	EXPECT_EQ(4, ev[0].user_tag);
+	EXPECT_EQ(0, ev[0].res);
+	EXPECT_EQ(sizeof(back), pread(self->a, back, sizeof(back), sizeof(buf)));
+	EXPECT_EQ(0, memcmp(buf, back, sizeof(buf)));
+	close(a2);
+	close(dev2);
 }
 
 /* Without a stalled write in front, a lone fsync is a flush of its own. */
