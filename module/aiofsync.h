@@ -83,10 +83,14 @@ struct aiofsync_ctx {
 	struct list_head active;
 	/* Completed requests, oldest first, waiting to be reaped. */
 	struct list_head done;
+	/*
+	 * Written under lock, and with WRITE_ONCE(): reapers' and close's wait
+	 * conditions read it without the lock.
+	 */
 	unsigned int nr_done;
 	/* Requests from submit until reaped: bounded by max_ctx_requests. */
 	unsigned int nr_requests;
-	/* Requests from submit until completed. */
+	/* Requests from submit until completed (written as nr_done is). */
 	unsigned int nr_unfinished;
 	/* READ/WRITE on the workqueue: bounded by max_ctx_active. */
 	unsigned int nr_running;

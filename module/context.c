@@ -216,10 +216,10 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		list_del(&req->ctx_node);
 	} else {
 		list_move_tail(&req->ctx_node, &ctx->done);
-		ctx->nr_done++;
+		WRITE_ONCE(ctx->nr_done, ctx->nr_done + 1);
 	}
 	wake_bg = !closed && !ctx->nr_reapers[0];
-	ctx->nr_unfinished--;
+	WRITE_ONCE(ctx->nr_unfinished, ctx->nr_unfinished - 1);
 	if ((op == AIOFSYNC_OP_WRITE || op == AIOFSYNC_OP_READ) && was_running) {
 		ctx->nr_running--;
 		aiofsync_ctx_dispatch(ctx);
@@ -393,7 +393,7 @@ void aiofsync_ctx_close(struct aiofsync_ctx *ctx)
 		__module_get(THIS_MODULE);
 	}
 	list_splice_init(&ctx->done, &done);
-	ctx->nr_done = 0;
+	WRITE_ONCE(ctx->nr_done, 0);
 	ctx->nr_requests = 0;
 	spin_unlock(&ctx->lock);
 
@@ -443,7 +443,7 @@ static unsigned int aiofsync_take_done(struct aiofsync_ctx *ctx,
 		list_move_tail(&req->ctx_node, out);
 		n++;
 	}
-	ctx->nr_done -= n;
+	WRITE_ONCE(ctx->nr_done, ctx->nr_done - n);
 	ctx->nr_requests -= n;
 	if (!bg && n && !r->counted) {
 		WRITE_ONCE(ctx->fg_takes, ctx->fg_takes + 1);
@@ -471,7 +471,7 @@ static void aiofsync_untake_done(struct aiofsync_ctx *ctx,
 {
 	spin_lock(&ctx->lock);
 	list_splice(left, &ctx->done);
-	ctx->nr_done += n;
+	WRITE_ONCE(ctx->nr_done, ctx->nr_done + n);
 	ctx->nr_requests += n;
 	spin_unlock(&ctx->lock);
 }

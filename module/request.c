@@ -213,7 +213,7 @@ static bool aiofsync_ctx_charge(struct aiofsync_ctx *ctx)
 	if (ctx->nr_requests >= READ_ONCE(aiofsync_max_ctx_requests))
 		return false;
 	ctx->nr_requests++;
-	ctx->nr_unfinished++;
+	WRITE_ONCE(ctx->nr_unfinished, ctx->nr_unfinished + 1);
 	return true;
 }
 
