@@ -715,9 +715,13 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 		got += n;
 		if (got >= min_nr || !afs_deadline_left(&deadline, &left))
 			break;
-		if (ppoll(&pfd, 1, deadline.forever ? NULL : &left, sigmask) < 0 &&
-		    errno == EINTR) {
-			ret = -EINTR;
+		/*
+		 * Any error ends the call, as the system call's: EINTR, or
+		 * EFAULT for a sigmask it cannot read, which would fail again
+		 * at once on every turn.
+		 */
+		if (ppoll(&pfd, 1, deadline.forever ? NULL : &left, sigmask) < 0) {
+			ret = -errno;
 			break;
 		}
 	}

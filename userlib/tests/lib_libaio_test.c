@@ -516,6 +516,23 @@ TEST_F(la, pgetevents_sigmask)
 	EXPECT_EQ(&self->w, ev.obj);
 }
 
+/*
+ * io_pgetevents() with a sigmask it cannot read: -EFAULT, as the system call
+ * says, at once; not ppoll() failing again and again (alarm() ends a spin).
+ */
+TEST_F(la, pgetevents_bad_sigmask)
+{
+	void *unmapped = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			      -1, 0);
+	struct io_event ev;
+
+	ASSERT_NE(MAP_FAILED, unmapped);
+	alarm(5);
+	EXPECT_EQ(-EFAULT, io_pgetevents(self->ctx, 1, 1, &ev, NULL, unmapped));
+	alarm(0);
+	munmap(unmapped, 4096);
+}
+
 /* Pipes: kernel AIO serves them, so must we (helper threads). */
 TEST_F(la, pipe)
 {
