@@ -18,16 +18,19 @@
  * neither submission nor reaping takes a lock.
  *
  * Files without positioned I/O (pipes, sockets), which kernel AIO serves
- * synchronously, are refused by the device with ESPIPE: the helper threads
- * of fallback.c run those, and post their completion into the context as a
+ * synchronously, are refused by the device with ESPIPE, and syncs of files
+ * open read-only with EBADF: the helper threads of fallback.c run those,
+ * and post their completion into the context as a
  * marker event (device.c), so that io_getevents() still only waits in the
  * device.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 #include <linux/aio_abi.h>
 
 #include "internal.h"
@@ -426,6 +429,31 @@ static int afs_iocb_to_req(const struct iocb *io, struct aiofsync_req *r)
 }
 
 /*
+ * The device syncs only files open for writing (EBADF otherwise); fs/aio.c,
+ * as fsync(2), syncs whatever has ->fsync, read-only descriptors included (a
+ * directory after a rename is only ever open for reading). A helper makes
+ * the fsync(2) of such a regular file, directory or block device: true.
+ * Else *@err stays -EBADF (not open, O_PATH), or becomes the -EINVAL of a
+ * file without ->fsync (a pipe's read end), as io_submit() says.
+ */
+static bool afs_sync_by_helper(const struct aiofsync_req *r, int *err)
+{
+	struct stat st;
+	int fl;
+
+	if (*err != -EBADF || (r->opcode != AIOFSYNC_OP_FSYNC &&
+			       r->opcode != AIOFSYNC_OP_FDATASYNC))
+		return false;
+	fl = fcntl((int)r->fd, F_GETFL);
+	if (fl < 0 || (fl & O_PATH) || fstat((int)r->fd, &st))
+		return false;
+	if (S_ISREG(st.st_mode) || S_ISDIR(st.st_mode) || S_ISBLK(st.st_mode))
+		return true;
+	*err = -EINVAL;
+	return false;
+}
+
+/*
  * Submit @n iocbs (copies in @io, the program's pointers in @ptr). Returns
  * how many were queued; *err gets the error of the first one that was not.
  */
@@ -460,7 +488,7 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 		if (!got)
 			got = -EAGAIN;
 		/* Kernel AIO runs pipes and sockets synchronously: helpers. */
-		if (got == -ESPIPE)
+		if (got == -ESPIPE || afs_sync_by_helper(&reqs[done], &got))
 			got = afs_libaio_fallback(ctx, idx[done], &reqs[done]);
 		if (got) {
 			*err = got;

@@ -314,14 +314,47 @@ TEST_F(la, submit_ebadf)
 	struct iocb io;
 	struct iocb *one[1] = { &io };
 	int rdonly = open("/proc/self/exe", O_RDONLY | O_CLOEXEC);
+	int path = open(".", O_PATH | O_CLOEXEC);
 
 	io_prep_pwrite(&io, -1, self->buf, BS, 0);
 	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
-	io_prep_fsync(&io, rdonly);
+	io_prep_fsync(&io, -1);
+	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
+	io_prep_fsync(&io, path);
 	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
 	io_prep_pwrite(&io, rdonly, self->buf, BS, 0);
 	EXPECT_EQ(-EBADF, io_submit(self->ctx, 1, one));
 	close(rdonly);
+	close(path);
+}
+
+/*
+ * fs/aio.c syncs what fsync(2) syncs, through read-only descriptors too: a
+ * file opened O_RDONLY, and a directory (as after a rename).
+ */
+TEST_F(la, fsync_read_only)
+{
+	int rdonly = lt_reopen(self->fd, O_RDONLY);
+	int dir = open(".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	struct iocb io[2], *ios[2] = { &io[0], &io[1] };
+	struct io_event ev[2];
+	int i;
+
+	ASSERT_LE(0, rdonly);
+	ASSERT_LE(0, dir);
+	io_prep_fsync(&io[0], rdonly);
+	io_prep_fdsync(&io[1], dir);
+	io[0].data = (void *)1;
+	io[1].data = (void *)2;
+	ASSERT_EQ(2, io_submit(self->ctx, 2, ios));
+	ASSERT_EQ(2, reap(self, ev, 2));
+	for (i = 0; i < 2; i++) {
+		EXPECT_EQ(0, ev[i].res);
+		EXPECT_EQ(&io[(long)ev[i].data - 1], (struct iocb *)ev[i].obj);
+	}
+	EXPECT_NE(ev[0].data, ev[1].data);
+	close(rdonly);
+	close(dir);
 }
 
 /* The batch stops at the first refused request; the count says where. */
@@ -545,8 +578,10 @@ TEST_F(la, pipe)
 	ASSERT_EQ(1, io_submit(self->ctx, 1, &self->ios[2]));
 	ASSERT_EQ(1, io_submit(self->ctx, 1, self->ios));
 	ASSERT_EQ(2, reap(self, (struct io_event[2]){}, 2));
-	/* As kernel AIO: a pipe cannot be synced. */
+	/* As kernel AIO: a pipe cannot be synced, from either end. */
 	io_prep_fsync(&self->s, p[1]);
+	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, &self->ios[1]));
+	io_prep_fsync(&self->s, p[0]);
 	EXPECT_EQ(-EINVAL, io_submit(self->ctx, 1, &self->ios[1]));
 	close(p[0]);
 	close(p[1]);
