@@ -14,8 +14,10 @@
  * AIO lets a program reuse or free an iocb as soon as io_submit() returns,
  * so data cannot be read back from the iocb at reap time. Each context has
  * a slot table instead, sized from io_setup()'s nr_events; the tag is the
- * slot number. Slots are taken and given back through a lock-free stack, so
- * neither submission nor reaping takes a lock.
+ * slot number and the slot's generation, bumped each time the slot is taken,
+ * so that io_cancel() names the request it found and never one submitted
+ * into the slot after it. Slots are taken and given back through a lock-free
+ * stack, so neither submission nor reaping takes a lock.
  *
  * Files without positioned I/O (pipes, sockets), which kernel AIO serves
  * synchronously, are refused by the device with ESPIPE, and syncs of files
@@ -42,9 +44,21 @@
 
 struct afs_slot {
 	_Atomic uintptr_t iocb;		/* the iocb while in flight, else 0 */
+	_Atomic uint32_t gen;		/* bumped as the slot is taken */
 	uint64_t data;			/* its data word, taken at submit */
 	int64_t res;			/* result of a fallback request */
 };
+
+/* A tag: generation << 32 | slot << 1; bit 0 is AFS_TAG_FALLBACK. */
+static uint64_t afs_tag(uint32_t gen, uint32_t idx)
+{
+	return (uint64_t)gen << 32 | (uint64_t)idx << 1;
+}
+
+static uint32_t afs_tag_slot(uint64_t tag)
+{
+	return (uint32_t)tag >> 1;
+}
 
 /*
  * A context's header is never freed: io_destroy() gives it to the next
@@ -122,7 +136,7 @@ static void afs_ctx_drain(struct io_context *ctx)
 		if (n <= 0)
 			break;
 		for (i = 0; i < n; i++) {
-			idx = (uint32_t)(ev[i].user_tag >> 1);
+			idx = afs_tag_slot(ev[i].user_tag);
 			if (idx && idx <= ctx->nslots &&
 			    atomic_exchange_explicit(&ctx->slot[idx].iocb, 0,
 						     memory_order_relaxed))
@@ -189,18 +203,25 @@ static bool afs_ctx_ok(const struct io_context *ctx)
 	       ctx->generation == atomic_load(&afs_fork_generation);
 }
 
-static uint32_t afs_slot_get(struct io_context *ctx, const struct iocb *iocb,
+/* Take a slot for @iocb: the request's tag, or 0 when none is free. */
+static uint64_t afs_slot_get(struct io_context *ctx, const struct iocb *iocb,
 			     uint64_t data)
 {
-	uint32_t idx = afs_idxstack_pop(&ctx->free, ctx->next);
+	uint32_t idx = afs_idxstack_pop(&ctx->free, ctx->next), gen;
+	struct afs_slot *s = &ctx->slot[idx];
 
-	if (idx) {
-		ctx->slot[idx].data = data;
-		ctx->slot[idx].res = 0;
-		atomic_store_explicit(&ctx->slot[idx].iocb, (uintptr_t)iocb,
-				      memory_order_relaxed);
-	}
-	return idx;
+	if (!idx)
+		return 0;
+	s->data = data;
+	s->res = 0;
+	/*
+	 * The generation first, then the iocb, both released: io_cancel()
+	 * reads them in the other order (afs_io_cancel()).
+	 */
+	gen = atomic_load_explicit(&s->gen, memory_order_relaxed) + 1;
+	atomic_store_explicit(&s->gen, gen, memory_order_release);
+	atomic_store_explicit(&s->iocb, (uintptr_t)iocb, memory_order_release);
+	return afs_tag(gen, idx);
 }
 
 static void afs_slot_put(struct io_context *ctx, uint32_t idx)
@@ -324,12 +345,11 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 {
 	struct afs_libaio_fb *f = (struct afs_libaio_fb *)req;
 	struct io_context *ctx = f->ctx;
-	uint32_t idx = (uint32_t)req->tag;
+	uint32_t idx = afs_tag_slot(req->tag);
 
 	ctx->slot[idx].res = req->res;
 	if (atomic_load(&ctx->dead) ||
-	    afs_dev_post_marker(ctx->dev, (uint64_t)idx << 1 | AFS_TAG_FALLBACK,
-				f->efd)) {
+	    afs_dev_post_marker(ctx->dev, req->tag | AFS_TAG_FALLBACK, f->efd)) {
 		/* No event will come: io_destroy() must not wait for one. */
 		atomic_store_explicit(&ctx->slot[idx].iocb, 0,
 				      memory_order_relaxed);
@@ -347,7 +367,7 @@ static void afs_libaio_fb_release(struct afs_fb_req *req)
 	free(f);
 }
 
-static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
+static int afs_libaio_fallback(struct io_context *ctx,
 			       const struct aiofsync_req *r)
 {
 	struct afs_libaio_fb *f = calloc(1, sizeof(*f));
@@ -371,7 +391,7 @@ static int afs_libaio_fallback(struct io_context *ctx, uint32_t idx,
 	f->fb.len = r->len;
 	f->fb.offset = (off_t)r->offset;
 	f->fb.owner = ctx;
-	f->fb.tag = idx;
+	f->fb.tag = r->user_tag;
 	f->fb.done = afs_libaio_fb_done;
 	f->fb.release = afs_libaio_fb_release;
 	f->ctx = ctx;
@@ -461,7 +481,6 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 			    const struct iocb *io, int n, int *err)
 {
 	struct aiofsync_req reqs[AFS_SUBMIT_BATCH];
-	uint32_t idx[AFS_SUBMIT_BATCH];
 	int i, ready = 0, done = 0, got;
 
 	*err = 0;
@@ -469,12 +488,11 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 		*err = afs_iocb_to_req(&io[i], &reqs[i]);
 		if (*err)
 			break;
-		idx[i] = afs_slot_get(ctx, ptr[i], io[i].aio_data);
-		if (!idx[i]) {
+		reqs[i].user_tag = afs_slot_get(ctx, ptr[i], io[i].aio_data);
+		if (!reqs[i].user_tag) {
 			*err = -EAGAIN;
 			break;
 		}
-		reqs[i].user_tag = (uint64_t)idx[i] << 1;
 		ready++;
 	}
 
@@ -489,7 +507,7 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 			got = -EAGAIN;
 		/* Kernel AIO runs pipes and sockets synchronously: helpers. */
 		if (got == -ESPIPE || afs_sync_by_helper(&reqs[done], &got))
-			got = afs_libaio_fallback(ctx, idx[done], &reqs[done]);
+			got = afs_libaio_fallback(ctx, &reqs[done]);
 		if (got) {
 			*err = got;
 			break;
@@ -497,7 +515,7 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 		done++;
 	}
 	for (i = done; i < ready; i++)
-		afs_slot_put(ctx, idx[i]);
+		afs_slot_put(ctx, afs_tag_slot(reqs[i].user_tag));
 	return done;
 }
 
@@ -570,7 +588,7 @@ static int afs_events_convert(struct io_context *ctx, void *events, int n,
 	_Static_assert(sizeof(ev) == sizeof(out), "events are converted in place");
 	for (i = 0; i < n; i++) {
 		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
-		idx = (uint32_t)(ev.user_tag >> 1);
+		idx = afs_tag_slot(ev.user_tag);
 		/* Slot 0: io_destroy()'s wake-up marker, no request's. */
 		if (!idx)
 			*woken = true;
@@ -773,7 +791,9 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 			 struct io_event *result)
 {
 	unsigned int fb_canceled = 0, fb_running;
-	uint32_t idx, canceled = 0, c, running;
+	uint32_t idx, gen, canceled = 0, c, running;
+	struct afs_slot *s;
+	uint64_t tag;
 
 	(void)result;	/* as in the kernel: the event comes from io_getevents */
 	/* The system call reads the iocb's key first: -EFAULT before all. */
@@ -782,13 +802,27 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 	if (!afs_ctx_get(ctx))
 		return -EINVAL;
 	for (idx = 1; idx <= ctx->nslots; idx++) {
-		if (atomic_load_explicit(&ctx->slot[idx].iocb,
-					 memory_order_relaxed) != (uintptr_t)iocb)
+		s = &ctx->slot[idx];
+		if (atomic_load_explicit(&s->iocb, memory_order_acquire) !=
+		    (uintptr_t)iocb)
 			continue;
-		afs_fb_cancel(ctx, -1, idx, false, &c, &fb_running);
+		/*
+		 * The tag of the request found: another thread may reap it and
+		 * submit into the slot anew at any time, but a generation read
+		 * after that iocb is its own or a later one, and a later one
+		 * read while the slot still holds @iocb belongs to a request
+		 * already reaped (or to @iocb submitted again). Either way the
+		 * cancel below cannot reach someone else's request.
+		 */
+		gen = atomic_load_explicit(&s->gen, memory_order_acquire);
+		if (atomic_load_explicit(&s->iocb, memory_order_acquire) !=
+		    (uintptr_t)iocb)
+			continue;
+		tag = afs_tag(gen, idx);
+		afs_fb_cancel(ctx, -1, tag, false, &c, &fb_running);
 		fb_canceled += c;
-		if (!afs_dev_cancel(ctx->dev, AIOFSYNC_CANCEL_TAG, -1,
-				    (uint64_t)idx << 1, &c, &running))
+		if (!afs_dev_cancel(ctx->dev, AIOFSYNC_CANCEL_TAG, -1, tag, &c,
+				    &running))
 			canceled += c;
 	}
 	afs_ctx_put(ctx);

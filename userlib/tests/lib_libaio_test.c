@@ -9,8 +9,10 @@
 #include <libaio.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 
 #include "lib_test.h"
 #include "kselftest_harness.h"
@@ -253,6 +255,79 @@ TEST_F(la, io_cancel_queued)
 	/* The running write cannot be: -EINVAL, as with kernel AIO. */
 	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->w, &unused));
 	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &self->r, &unused));
+}
+
+/*
+ * Run once, by the next AIOFSYNC_IOC_CANCEL the library makes, just before
+ * the device sees it. This definition of ioctl() is the one the library
+ * binds to (the executable's comes first), and passes every call on.
+ */
+static void (*before_cancel)(void);
+
+int ioctl(int fd, unsigned long request, ...)
+{
+	void (*hook)(void) = before_cancel;
+	va_list ap;
+	void *arg;
+
+	va_start(ap, request);
+	arg = va_arg(ap, void *);
+	va_end(ap);
+	if (request == AIOFSYNC_IOC_CANCEL && hook) {
+		before_cancel = NULL;
+		hook();
+	}
+	return syscall(SYS_ioctl, fd, request, arg);
+}
+
+/* What another thread does while io_cancel() runs: reap, submit anew. */
+static struct {
+	FIXTURE_DATA(la) *self;
+	struct io_event ev;
+	int reaped, submitted;
+} meanwhile;
+
+static void reap_and_submit_sync(void)
+{
+	struct iocb *one[1] = { &meanwhile.self->s };
+
+	meanwhile.reaped = io_getevents(meanwhile.self->ctx, 1, 1,
+					&meanwhile.ev, &long_wait);
+	meanwhile.submitted = io_submit(meanwhile.self->ctx, 1, one);
+}
+
+/*
+ * io_cancel() finds its iocb's slot, then cancels the request there. If in
+ * between the request is reaped and another submitted into the same slot
+ * (the free list gives the slot just freed first), the cancel must not
+ * reach the newcomer: a sync queued behind a stalled write, that a cancel
+ * would take. The hook above makes exactly that happen in between.
+ */
+TEST_F(la, cancel_never_reaches_next_in_slot)
+{
+	struct iocb a, *one[1] = { &a };
+	int other = lt_tmpfile("libaio-other", O_RDWR);
+	struct io_event ev[2], unused;
+
+	ASSERT_LE(0, other);
+	stall_write(_metadata, self);
+	/* A sync of another file: not held, done at once, left unreaped. */
+	io_prep_fsync(&a, other);
+	ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+	ASSERT_EQ(0, io_queue_wait(self->ctx, &long_wait));
+	meanwhile.self = self;
+	before_cancel = reap_and_submit_sync;
+	EXPECT_EQ(-EINVAL, io_cancel(self->ctx, &a, &unused));
+	EXPECT_EQ(NULL, before_cancel) TH_LOG("io_cancel() made no cancel");
+	ASSERT_EQ(1, meanwhile.reaped);
+	EXPECT_EQ(&a, (struct iocb *)meanwhile.ev.obj);
+	ASSERT_EQ(1, meanwhile.submitted);
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'n'));
+	ASSERT_EQ(2, reap(self, ev, 2));
+	EXPECT_EQ(&self->w, ev[0].obj);
+	EXPECT_EQ(&self->s, ev[1].obj);
+	EXPECT_EQ(0, ev[1].res) TH_LOG("the sync submitted later was cancelled");
+	close(other);
 }
 
 TEST_F(la, submit_nothing)
