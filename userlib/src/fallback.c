@@ -175,7 +175,9 @@ static void *afs_fb_main(void *arg);
 
 /*
  * Something was made runnable: wake an idle helper, or start one. false
- * when none runs and none could be started.
+ * when none runs and none could be started. The wake-up may reach a helper
+ * already woken: the helper that takes a queue kicks again while others
+ * are runnable (afs_fb_main()).
  */
 static bool afs_fb_kick(void)
 {
@@ -429,6 +431,16 @@ static void *afs_fb_main(void *arg)
 			q->tail = &q->head;
 		q->busy = true;
 		q->running = req;
+		/*
+		 * Another queue is runnable too: pass it on, as glibc's helper
+		 * does. Its wake-up may have come here: a woken helper counts
+		 * as idle until it has the lock again, so two requests queued
+		 * close together with one helper idle wake that one only. And
+		 * this request may block until the other has run (a read of a
+		 * pipe, the write that feeds it).
+		 */
+		if (afs_fb.run_head)
+			afs_fb_kick();
 		pthread_mutex_unlock(&afs_fb.lock);
 
 		req->res = afs_fb_execute(req);
