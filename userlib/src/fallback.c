@@ -88,9 +88,13 @@ static struct {
 	struct afs_fb_syncdev *syncdevs;	/* a child closes its copies */
 	int threads, idle;
 	int max_threads, idle_seconds;
+	/* afs_fb_wait_settled() callers, woken as requests leave completing. */
+	pthread_cond_t settled;
+	int settle_waiters;
 } afs_fb = {
 	.lock = PTHREAD_MUTEX_INITIALIZER,
 	.work = PTHREAD_COND_INITIALIZER,
+	.settled = PTHREAD_COND_INITIALIZER,
 	.run_tail = &afs_fb.run_head,
 	.max_threads = 16,
 	.idle_seconds = 1,
@@ -289,6 +293,8 @@ static void afs_fb_completed(struct afs_fb_req *r)
 	*r->cpprev = r->cnext;
 	if (r->cnext)
 		r->cnext->cpprev = r->cpprev;
+	if (afs_fb.settle_waiters)
+		pthread_cond_broadcast(&afs_fb.settled);
 	if (r->inode)
 		afs_fb_inode_put(r->inode);
 	afs_fb_release(r);
@@ -515,6 +521,8 @@ static void afs_fb_child(void)
 	afs_fb.threads = 0;
 	afs_fb.idle = 0;
 	pthread_cond_init(&afs_fb.work, NULL);
+	afs_fb.settle_waiters = 0;
+	pthread_cond_init(&afs_fb.settled, NULL);
 }
 
 static struct afs_fork_hook afs_fb_fork = {
@@ -664,6 +672,28 @@ void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 		/* As for a write that ran: published first (afs_fb_main()). */
 		afs_fb_write_finished(r);
 		afs_fb_completed(r);
+	}
+	pthread_mutex_unlock(&afs_fb.lock);
+}
+
+/* Whether a matching request is between its run and the end of its done(). */
+static bool afs_fb_any_completing(void *owner, int fd, uint64_t tag, bool all)
+{
+	struct afs_fb_req *r;
+
+	for (r = afs_fb.completing; r; r = r->cnext)
+		if ((fd < 0 || r->fd == fd) && afs_fb_match(r, owner, tag, all))
+			return true;
+	return false;
+}
+
+void afs_fb_wait_settled(void *owner, int fd, uint64_t tag, bool all)
+{
+	pthread_mutex_lock(&afs_fb.lock);
+	while (afs_fb_any_completing(owner, fd, tag, all)) {
+		afs_fb.settle_waiters++;
+		pthread_cond_wait(&afs_fb.settled, &afs_fb.lock);
+		afs_fb.settle_waiters--;
 	}
 	pthread_mutex_unlock(&afs_fb.lock);
 }

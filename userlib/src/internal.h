@@ -366,6 +366,12 @@ bool afs_fb_file_busy(int fd);
  */
 void afs_fb_cancel(void *owner, int fd, uint64_t tag, bool all,
 		   unsigned int *canceled, unsigned int *running);
+/*
+ * Wait until no request that matches as for afs_fb_cancel() is still
+ * completing: one neither queued nor running there may have run and not
+ * yet returned from its done(), which publishes its result.
+ */
+void afs_fb_wait_settled(void *owner, int fd, uint64_t tag, bool all);
 /* aio_init(): limits of the pool. */
 void afs_fb_configure(int max_threads, int idle_seconds);
 

@@ -933,6 +933,14 @@ static int afs_aio_cancel(int fd, struct aiocb *cb)
 		      &fb_running);
 	if (cb && (fb_canceled || fb_running))
 		return fb_canceled ? AIO_CANCELED : AIO_NOTCANCELED;
+	/*
+	 * Neither queued nor running there may still mean publishing: a
+	 * helper's request that has run is done once its result is in the
+	 * aiocb, as with glibc, which stores it under the lock its
+	 * aio_cancel() takes.
+	 */
+	if (!fb_running)
+		afs_fb_wait_settled(AFS_PX_OWNER, fd, (uintptr_t)cb, !cb);
 
 	if (cb)
 		afs_dev_cancel(dev, AIOFSYNC_CANCEL_TAG, fd, (uintptr_t)cb,
@@ -941,11 +949,14 @@ static int afs_aio_cancel(int fd, struct aiocb *cb)
 		afs_dev_cancel(dev, AIOFSYNC_CANCEL_FD, fd, 0, &canceled,
 			       &running);
 	/*
-	 * The cancelled requests' events are in the completion queue now;
-	 * a barrier behind them returns once the reaper published them, so
-	 * that aio_error() says ECANCELED when we return.
+	 * The cancelled requests' events are in the completion queue now,
+	 * and so are those of the requests that finished before the call; a
+	 * barrier behind them returns once the reaper published them, so that
+	 * aio_error() says ECANCELED, or the result, when we return
+	 * AIO_CANCELED or AIO_ALLDONE. (Not for AIO_NOTCANCELED alone: those
+	 * still in progress are what it says.)
 	 */
-	if (canceled || (cb && !running))
+	if (canceled || (!running && !fb_running))
 		afs_px_barrier(dev);
 	if (running || fb_running)
 		return AIO_NOTCANCELED;

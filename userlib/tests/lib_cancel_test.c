@@ -138,4 +138,84 @@ TEST_F(cancel, canceled_request_is_notified)
 	EXPECT_EQ(ECANCELED, notified_err);
 }
 
+/* Busy for @us microseconds: a delay finer than a sleep gives. */
+static void spin_us(int us)
+{
+	struct timespec t0, t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	do
+		clock_gettime(CLOCK_MONOTONIC, &t);
+	while ((t.tv_sec - t0.tv_sec) * 1000000 +
+	       (t.tv_nsec - t0.tv_nsec) / 1000 < us);
+}
+
+/*
+ * AIO_ALLDONE says the requests are done: aio_error() must then give their
+ * final status, even for one that finished just before the call and whose
+ * result was still on its way to the aiocb (glibc stores results under the
+ * lock its aio_cancel() takes). @submit queues @cb on @fd; the cancel comes
+ * 0 to 100 us later, to land at each stage of the completion.
+ */
+static void alldone_is_final(struct __test_metadata *_metadata, int fd,
+			     int (*submit)(struct aiocb *cb), bool by_aiocb)
+{
+	int i, r, alldone = 0, stale = 0;
+	struct aiocb cb;
+	char c = 'a';
+
+	for (i = 0; i < 1000; i++) {
+		lt_prep(&cb, fd, &c, 1, 0);
+		ASSERT_EQ(0, submit(&cb));
+		spin_us(i % 101);
+		r = aio_cancel(fd, by_aiocb ? &cb : NULL);
+		if (r == AIO_ALLDONE) {
+			alldone++;
+			if (aio_error(&cb) == EINPROGRESS)
+				stale++;
+		}
+		ASSERT_LE(0, lt_wait(&cb));
+	}
+	EXPECT_EQ(0, stale)
+		TH_LOG("%d of %d AIO_ALLDONE still EINPROGRESS", stale, alldone);
+}
+
+static int write_one(struct aiocb *cb)
+{
+	return aio_write(cb);
+}
+
+static int fsync_one(struct aiocb *cb)
+{
+	return aio_fsync(O_SYNC, cb);
+}
+
+/* Device requests: the reaper may not have published the event yet. */
+TEST(alldone_is_final_device)
+{
+	int fd;
+
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	fd = lt_tmpfile("alldone", O_RDWR);
+	ASSERT_LE(0, fd);
+	alldone_is_final(_metadata, fd, write_one, false);
+	close(fd);
+}
+
+/*
+ * Helper requests: one that has run is neither queued nor running while
+ * its result is published (a sync's after a barrier of its own).
+ */
+TEST(alldone_is_final_helper)
+{
+	int p[2];
+
+	ASSERT_TRUE(lt_have_device()) TH_LOG("no " AIOFSYNC_DEVICE);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	alldone_is_final(_metadata, p[1], fsync_one, true);
+	alldone_is_final(_metadata, p[1], fsync_one, false);
+	close(p[0]);
+	close(p[1]);
+}
+
 TEST_HARNESS_MAIN
