@@ -21,10 +21,11 @@
  *
  * Files without positioned I/O (pipes, sockets), which kernel AIO serves
  * synchronously, are refused by the device with ESPIPE, and syncs of files
- * open read-only with EBADF: the helper threads of fallback.c run those,
- * and post their completion into the context as a
- * marker event (device.c), so that io_getevents() still only waits in the
- * device.
+ * open read-only with EBADF: the helper threads of fallback.c run those.
+ * Their completions wait in a queue of the context, and the helper ends the
+ * wait of the context's reapers with AIOFSYNC_IOC_WAKE (afs_ctx_kick()), so
+ * that io_getevents() still only waits in the device. (A marker event in the
+ * device would need room there, which a full context does not have.)
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -32,7 +33,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/eventfd.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <linux/aio_abi.h>
 
 #include "internal.h"
@@ -40,7 +43,7 @@
 #define AFS_CTX_MAGIC	0xa10f5c7bU
 #define AFS_MAX_RW	0x7ffff000UL
 #define AFS_SUBMIT_BATCH 64
-#define AFS_TAG_FALLBACK 0x1ULL
+#define AFS_FB_TAKE	16
 
 struct afs_slot {
 	_Atomic uintptr_t iocb;		/* the iocb while in flight, else 0 */
@@ -49,7 +52,7 @@ struct afs_slot {
 	int64_t res;			/* result of a fallback request */
 };
 
-/* A tag: generation << 32 | slot << 1; bit 0 is AFS_TAG_FALLBACK. */
+/* A tag: generation << 32 | slot << 1. */
 static uint64_t afs_tag(uint32_t gen, uint32_t idx)
 {
 	return (uint64_t)gen << 32 | (uint64_t)idx << 1;
@@ -75,8 +78,18 @@ struct io_context {
 	atomic_bool dead;		/* io_destroy() was called */
 	uint32_t nslots;
 	struct afs_slot *slot;		/* [nslots + 1]: index 0 is "none" */
-	_Atomic uint32_t *next;		/* free list links, same indices */
+	/* Links of the free list, and of fb_head's queue: same indices */
+	_Atomic uint32_t *next;
 	struct afs_idxstack free;
+	/*
+	 * Slots of helper requests done, oldest first: their completions,
+	 * which io_getevents() takes before the device's (afs_fb_take()).
+	 */
+	pthread_mutex_t fb_lock;
+	uint32_t fb_head, fb_tail;
+	atomic_uint fb_ready;		/* how many, for a look without the lock */
+	/* An eventfd that ends ppoll() waits as the device's wake ends REAP */
+	atomic_int kick;		/* -1 until afs_ctx_kickfd() */
 	struct io_context *list_next;	/* all contexts, for fork() */
 };
 
@@ -104,8 +117,11 @@ static void afs_ctxs_child(void)
 {
 	struct io_context *ctx;
 
-	for (ctx = afs_ctxs.head; ctx; ctx = ctx->list_next)
+	for (ctx = afs_ctxs.head; ctx; ctx = ctx->list_next) {
 		close(ctx->dev);
+		if (ctx->kick >= 0)
+			close(ctx->kick);
+	}
 	afs_ctxs.head = NULL;
 }
 
@@ -117,7 +133,7 @@ static struct afs_fork_hook afs_ctxs_fork = {
 /*
  * io_destroy() waits for every request of the context, as the system call
  * does: reap until no slot is taken. (Fallback requests hold a reference:
- * by now their markers are all queued.)
+ * by now they are all done, and their completions queued.)
  */
 static void afs_ctx_drain(struct io_context *ctx)
 {
@@ -125,15 +141,20 @@ static void afs_ctx_drain(struct io_context *ctx)
 	uint32_t idx, busy = 0;
 	int i, n;
 
+	for (idx = ctx->fb_head; idx; idx = atomic_load(&ctx->next[idx]))
+		atomic_store(&ctx->slot[idx].iocb, 0);
+	ctx->fb_head = ctx->fb_tail = 0;
+	atomic_store(&ctx->fb_ready, 0);
 	for (idx = 1; idx <= ctx->nslots; idx++)
 		busy += !!atomic_load_explicit(&ctx->slot[idx].iocb,
 					       memory_order_relaxed);
 	while (busy) {
 		n = afs_dev_reap(ctx->dev, ev, 1, busy < 64 ? busy : 64,
 				 AIOFSYNC_TIMEOUT_INFINITE);
-		if (n == -EINTR)
+		/* 0: the wake of a kick, kept for the next reaper. */
+		if (n == -EINTR || !n)
 			continue;
-		if (n <= 0)
+		if (n < 0)
 			break;
 		for (i = 0; i < n; i++) {
 			idx = afs_tag_slot(ev[i].user_tag);
@@ -162,6 +183,9 @@ static void afs_ctx_put(struct io_context *ctx)
 		}
 	}
 	close(ctx->dev);
+	if (ctx->kick >= 0)
+		close(ctx->kick);
+	ctx->kick = -1;
 	atomic_store(&ctx->magic, 0);
 	free(ctx->slot);
 	free(ctx->next);
@@ -201,6 +225,63 @@ static bool afs_ctx_ok(const struct io_context *ctx)
 	return ctx && atomic_load(&ctx->magic) == AFS_CTX_MAGIC &&
 	       !atomic_load(&ctx->dead) &&
 	       ctx->generation == atomic_load(&afs_fork_generation);
+}
+
+/*
+ * Wake the threads waiting on the context for what the device does not
+ * know of: io_destroy(), a helper request done. A thread in
+ * AIOFSYNC_IOC_REAP returns (with none there, the next one to wait in it
+ * does); one in ppoll() sees the kick eventfd readable. Whoever takes what
+ * a kick was for passes on what it leaves (afs_reap()).
+ */
+static void afs_ctx_kick(struct io_context *ctx)
+{
+	int kick = atomic_load(&ctx->kick);
+
+	afs_dev_wake(ctx->dev, 0);
+	if (kick >= 0)
+		eventfd_write(kick, 1);
+}
+
+/*
+ * The kick eventfd, made by the first thread to wait in ppoll(): its
+ * descriptor or -errno. Under the list lock, which fork() holds, so that a
+ * child never gets one that afs_ctxs_child() does not close.
+ */
+static int afs_ctx_kickfd(struct io_context *ctx)
+{
+	int kick = atomic_load(&ctx->kick);
+
+	if (kick >= 0)
+		return kick;
+	pthread_mutex_lock(&afs_ctxs.lock);
+	kick = atomic_load(&ctx->kick);
+	if (kick < 0) {
+		kick = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		if (kick >= 0)
+			atomic_store(&ctx->kick, kick);
+		else
+			kick = errno == ENOMEM ? -ENOMEM : -EAGAIN;
+	}
+	pthread_mutex_unlock(&afs_ctxs.lock);
+	return kick;
+}
+
+/*
+ * Before a ppoll() on the kick eventfd: consume the kicks so far, then look
+ * for what they were for, so that a kick after the look ends the ppoll().
+ * True when something is there; the kick is then passed on, as it may have
+ * been meant for another waiter too.
+ */
+static bool afs_kick_consume(struct io_context *ctx, int kick)
+{
+	eventfd_t n;
+
+	eventfd_read(kick, &n);
+	if (!atomic_load(&ctx->fb_ready) && !atomic_load(&ctx->dead))
+		return false;
+	eventfd_write(kick, 1);
+	return true;
 }
 
 /* Take a slot for @iocb: the request's tag, or 0 when none is free. */
@@ -246,6 +327,14 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 	dev = afs_dev_open(&info);
 	if (dev < 0)
 		return dev;
+	/*
+	 * A module before AIOFSYNC_IOC_WAKE (no background reaping either)
+	 * could not wake a waiter for io_destroy() or a helper's completion.
+	 */
+	if (!(info.reap_flags & AIOFSYNC_REAP_BACKGROUND)) {
+		close(dev);
+		return -ENOSYS;
+	}
 	if ((unsigned int)maxevents > info.max_ctx_requests) {
 		close(dev);
 		return -EAGAIN;
@@ -283,6 +372,10 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 	atomic_store(&ctx->free.head, 0);
 	for (i = n; i >= 1; i--)
 		afs_idxstack_push(&ctx->free, ctx->next, i);
+	pthread_mutex_init(&ctx->fb_lock, NULL);
+	ctx->fb_head = ctx->fb_tail = 0;
+	atomic_store(&ctx->fb_ready, 0);
+	atomic_store(&ctx->kick, -1);
 	atomic_store(&ctx->dead, false);
 	atomic_store(&ctx->refs, 1);
 	ctx->list_next = afs_ctxs.head;
@@ -318,11 +411,11 @@ static int afs_io_destroy(io_context_t ctx)
 	if (was_dead)
 		return -EINVAL;
 	/*
-	 * Wake a thread waiting in io_getevents() (for one event) or in
-	 * ppoll() (io_pgetevents(), io_queue_wait()): it returns -EINVAL, as
-	 * the kernel's waiters do. Its reference keeps the context until then.
+	 * Wake the threads waiting in io_getevents(), io_pgetevents() and
+	 * io_queue_wait(): each returns -EINVAL (or what it took), as the
+	 * kernel's waiters do. A reference keeps the context until then.
 	 */
-	afs_dev_post_marker(ctx->dev, 0, -1);
+	afs_ctx_kick(ctx);
 	/* Queued helper requests are dropped; running ones end on their own. */
 	afs_fb_cancel(ctx, -1, 0, true, &canceled, &running);
 	afs_ctx_put(ctx);
@@ -338,8 +431,8 @@ struct afs_libaio_fb {
 };
 
 /*
- * The marker carries the eventfd: the device signals it once the event is
- * there to reap, as for the requests it runs itself.
+ * Queue the completion, wake the reapers, then signal the eventfd: it is
+ * there to reap first, as the device does for the requests it runs itself.
  */
 static void afs_libaio_fb_done(struct afs_fb_req *req)
 {
@@ -348,12 +441,26 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 	uint32_t idx = afs_tag_slot(req->tag);
 
 	ctx->slot[idx].res = req->res;
-	if (atomic_load(&ctx->dead) ||
-	    afs_dev_post_marker(ctx->dev, req->tag | AFS_TAG_FALLBACK, f->efd)) {
-		/* No event will come: io_destroy() must not wait for one. */
+	if (atomic_load(&ctx->dead)) {
+		/* Nobody reaps it now: io_destroy() must not wait for it. */
 		atomic_store_explicit(&ctx->slot[idx].iocb, 0,
 				      memory_order_relaxed);
+		afs_ctx_put(ctx);
+		return;
 	}
+	pthread_mutex_lock(&ctx->fb_lock);
+	atomic_store_explicit(&ctx->next[idx], 0, memory_order_relaxed);
+	if (ctx->fb_tail)
+		atomic_store_explicit(&ctx->next[ctx->fb_tail], idx,
+				      memory_order_relaxed);
+	else
+		ctx->fb_head = idx;
+	ctx->fb_tail = idx;
+	atomic_fetch_add(&ctx->fb_ready, 1);
+	pthread_mutex_unlock(&ctx->fb_lock);
+	afs_ctx_kick(ctx);
+	if (f->efd >= 0)
+		eventfd_write(f->efd, 1);
 	afs_ctx_put(ctx);
 }
 
@@ -573,69 +680,6 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
 /* ---- completion ---- */
 
 /*
- * Turn @n device events into io_events in place: both are 32 bytes, and the
- * device wrote them where the program asked, so it checked the array.
- */
-static int afs_events_convert(struct io_context *ctx, void *events, int n,
-			      bool *woken)
-{
-	struct aiofsync_event ev;
-	struct io_event out;
-	struct afs_slot *s;
-	uint32_t idx;
-	int i, got = 0;
-
-	_Static_assert(sizeof(ev) == sizeof(out), "events are converted in place");
-	for (i = 0; i < n; i++) {
-		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
-		idx = afs_tag_slot(ev.user_tag);
-		/* Slot 0: io_destroy()'s wake-up marker, no request's. */
-		if (!idx)
-			*woken = true;
-		if (!idx || idx > ctx->nslots)
-			continue;
-		s = &ctx->slot[idx];
-		out.data = s->data;
-		out.obj = atomic_load_explicit(&s->iocb, memory_order_relaxed);
-		out.res = ev.user_tag & AFS_TAG_FALLBACK ? s->res : ev.res;
-		out.res2 = ev.res2;
-		afs_slot_put(ctx, idx);
-		memcpy((char *)events + got++ * sizeof(out), &out, sizeof(out));
-	}
-	return got;
-}
-
-/*
- * Take up to @nr events, waiting for @min_nr (0 or 1) at most @timeout_ns.
- * Events, or -errno: -EINVAL once io_destroy() woke us with nothing else,
- * as the kernel's waiters get it.
- */
-static int afs_reap(struct io_context *ctx, long min_nr, long nr,
-		    void *events, uint64_t timeout_ns)
-{
-	bool woken = false;
-	int n;
-
-	if (nr > INT_MAX)
-		nr = INT_MAX;
-	n = afs_dev_reap(ctx->dev, events, (unsigned int)min_nr,
-			 (unsigned int)nr, timeout_ns);
-	if (n <= 0)
-		return n;
-	n = afs_events_convert(ctx, events, n, &woken);
-	/*
-	 * io_destroy() posts one marker; whoever takes it posts another for
-	 * the next waiter, so that every thread waiting on the context wakes
-	 * (one left over is dropped with the context).
-	 */
-	if (woken && atomic_load(&ctx->dead))
-		afs_dev_post_marker(ctx->dev, 0, -1);
-	if (!n && atomic_load(&ctx->dead))
-		n = -EINVAL;
-	return n;
-}
-
-/*
  * A timeout as io_getevents() and io_pgetevents() take it. The kernel
  * (fs/aio.c, do_io_getevents()) converts it with timespec64_to_ktime() and
  * no validity check: a tv_sec of KTIME_SEC_MAX or more waits forever;
@@ -675,36 +719,156 @@ static struct timespec *afs_timeout_ts(const struct timespec *ts,
 }
 
 /*
- * io_getevents(): the device's wait for @min_nr events would not end for
- * io_destroy()'s marker alone, so a wait for more than one is made of waits
- * for one, until @min_nr are taken, the deadline passes or a signal comes.
- * The kernel's waiter also wakes at every completion to count, so this
- * costs a system call per wake-up, not a wake-up.
+ * Turn @n device events into io_events in place: both are 32 bytes, and the
+ * device wrote them where the program asked, so it checked the array.
  */
-static int afs_getevents_wait(struct io_context *ctx, long min_nr, long nr,
-			      struct io_event *events, uint64_t timeout_ns)
+static int afs_events_convert(struct io_context *ctx, void *events, int n)
 {
+	struct aiofsync_event ev;
+	struct io_event out;
+	struct afs_slot *s;
+	uint32_t idx;
+	int i, got = 0;
+
+	_Static_assert(sizeof(ev) == sizeof(out), "events are converted in place");
+	for (i = 0; i < n; i++) {
+		memcpy(&ev, (char *)events + i * sizeof(ev), sizeof(ev));
+		idx = afs_tag_slot(ev.user_tag);
+		if (!idx || idx > ctx->nslots)
+			continue;
+		s = &ctx->slot[idx];
+		out.data = s->data;
+		out.obj = atomic_load_explicit(&s->iocb, memory_order_relaxed);
+		out.res = ev.res;
+		out.res2 = ev.res2;
+		afs_slot_put(ctx, idx);
+		memcpy((char *)events + got++ * sizeof(out), &out, sizeof(out));
+	}
+	return got;
+}
+
+/*
+ * Write @n events into the program's array as the device would: false,
+ * never SIGSEGV, for an array it cannot write. Where seccomp refuses
+ * process_vm_writev(), the array is written directly.
+ */
+static bool afs_events_put(struct io_event *events, const struct io_event *ev,
+			   int n)
+{
+	struct iovec local = { (void *)ev, (size_t)n * sizeof(*ev) };
+	struct iovec remote = { events, local.iov_len };
+	ssize_t done = process_vm_writev(afs_getpid(), &local, 1, &remote, 1, 0);
+
+	if (done == (ssize_t)local.iov_len)
+		return true;
+	if (done >= 0 || (errno != ENOSYS && errno != EPERM))
+		return false;
+	memcpy(events, ev, local.iov_len);
+	return true;
+}
+
+/*
+ * Take up to @max completions of helper requests into @events, oldest
+ * first: how many, or -EFAULT when the array cannot be written (they stay
+ * queued). One atomic load while there are none.
+ */
+static int afs_fb_take(struct io_context *ctx, struct io_event *events,
+		       long max)
+{
+	struct io_event ev[AFS_FB_TAKE];
+	uint32_t idx[AFS_FB_TAKE], i;
+	struct afs_slot *s;
+	int n = 0;
+
+	if (!atomic_load(&ctx->fb_ready))
+		return 0;
+	pthread_mutex_lock(&ctx->fb_lock);
+	for (i = ctx->fb_head; i && n < max && n < AFS_FB_TAKE;
+	     i = atomic_load_explicit(&ctx->next[i], memory_order_relaxed)) {
+		s = &ctx->slot[i];
+		ev[n].data = s->data;
+		ev[n].obj = atomic_load_explicit(&s->iocb, memory_order_relaxed);
+		ev[n].res = s->res;
+		ev[n].res2 = 0;
+		idx[n++] = i;
+	}
+	/* Written before they leave the queue: a fault loses none. */
+	if (n && !afs_events_put(events, ev, n)) {
+		pthread_mutex_unlock(&ctx->fb_lock);
+		return -EFAULT;
+	}
+	ctx->fb_head = i;
+	if (!i)
+		ctx->fb_tail = 0;
+	atomic_fetch_sub(&ctx->fb_ready, (unsigned int)n);
+	pthread_mutex_unlock(&ctx->fb_lock);
+	for (i = 0; i < (uint32_t)n; i++)
+		afs_slot_put(ctx, idx[i]);
+	return n;
+}
+
+/*
+ * Take up to @nr events, waiting for @min_nr of them at most @timeout_ns:
+ * the helpers' completions, then the device's. Events, or -errno: -EINVAL
+ * once io_destroy() woke us with nothing, as the kernel's waiters get it.
+ *
+ * The device's wait ends for events, at the deadline, on a signal, and for
+ * a kick (afs_ctx_kick()): then look again, until the deadline. A kick ends
+ * the wait of every thread in the device, or of the next one to wait there
+ * when none is; so a thread that leaves with helper completions queued, or
+ * the context destroyed, kicks again, for the others: the kick may have
+ * been meant for them too.
+ */
+static int afs_reap(struct io_context *ctx, long min_nr, long nr,
+		    struct io_event *events, uint64_t timeout_ns)
+{
+	bool timed = min_nr && timeout_ns &&
+		     timeout_ns != AIOFSYNC_TIMEOUT_INFINITE;
+	uint64_t wait_ns = timeout_ns;
 	struct afs_deadline deadline;
 	struct timespec left, rel;
-	uint64_t wait_ns = timeout_ns;
-	long got = 0;
-	int n;
+	long got = 0, want;
+	int n, err = 0;
+	bool dead;
 
-	if (min_nr <= 1)
-		return afs_reap(ctx, min_nr, nr, events, timeout_ns);
-	afs_deadline_init(&deadline, afs_timeout_ts_ns(timeout_ns, &rel));
+	if (nr > INT_MAX)
+		nr = INT_MAX;
+	if (timed)
+		afs_deadline_init(&deadline, afs_timeout_ts_ns(timeout_ns, &rel));
 	for (;;) {
-		n = afs_reap(ctx, 1, nr - got, events + got, wait_ns);
-		if (n < 0)
-			return got ? (int)got : n;
-		got += n;
-		if (got >= min_nr || atomic_load(&ctx->dead) ||
-		    !afs_deadline_left(&deadline, &left))
+		n = afs_fb_take(ctx, events + got, nr - got);
+		if (n < 0) {
+			err = n;
 			break;
-		if (!deadline.forever)
+		}
+		got += n;
+		dead = atomic_load(&ctx->dead);
+		if (got == nr)
+			break;
+		want = min_nr > got && !dead ? min_nr - got : 0;
+		n = afs_dev_reap(ctx->dev, (void *)(events + got),
+				 (unsigned int)want,
+				 (unsigned int)(nr - got), want ? wait_ns : 0);
+		if (n < 0) {
+			err = n;
+			break;
+		}
+		got += afs_events_convert(ctx, events + got, n);
+		if (got >= min_nr || !want || !wait_ns ||
+		    atomic_load(&ctx->dead))
+			break;
+		if (timed) {
+			if (!afs_deadline_left(&deadline, &left))
+				break;
 			wait_ns = afs_timeout_ns(&left);
+		}
 	}
-	return got ? (int)got : (atomic_load(&ctx->dead) ? -EINVAL : 0);
+	dead = atomic_load(&ctx->dead);
+	if (dead || atomic_load(&ctx->fb_ready))
+		afs_ctx_kick(ctx);
+	if (got)
+		return (int)got;
+	return err ? err : dead ? -EINVAL : 0;
 }
 
 /* The arguments, then a reference on the context: 0 or -EINVAL. */
@@ -723,23 +887,22 @@ static int afs_io_getevents(io_context_t ctx, long min_nr, long nr,
 	if (ret)
 		return ret;
 	if (nr)
-		ret = afs_getevents_wait(ctx, min_nr, nr, events,
-					 afs_timeout_ns(timeout));
+		ret = afs_reap(ctx, min_nr, nr, events, afs_timeout_ns(timeout));
 	afs_ctx_put(ctx);
 	return ret;
 }
 
 /*
  * io_pgetevents(): the wait must run with @sigmask in force, atomically, as
- * pselect() does. ppoll() on the context gives exactly that; the events are
- * then taken without waiting.
+ * pselect() does. ppoll() on the context and its kick eventfd gives exactly
+ * that; the events are then taken without waiting.
  */
 static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 			     struct io_event *events, struct timespec *timeout,
 			     sigset_t *sigmask)
 {
 	struct afs_deadline deadline;
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	struct timespec left, rel;
 	long got = 0;
 	int n, ret;
@@ -749,9 +912,14 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 	ret = afs_getevents_get(ctx, min_nr, nr);
 	if (ret)
 		return ret;
+	pfd[1].fd = afs_ctx_kickfd(ctx);
+	if (pfd[1].fd < 0) {
+		afs_ctx_put(ctx);
+		return pfd[1].fd;
+	}
 	afs_deadline_init(&deadline, afs_timeout_ts(timeout, &rel));
-	pfd.fd = ctx->dev;
-	pfd.events = POLLIN;
+	pfd[0].fd = ctx->dev;
+	pfd[0].events = pfd[1].events = POLLIN;
 	while (nr) {
 		n = afs_reap(ctx, 0, nr - got, events + got, 0);
 		if (n < 0) {
@@ -761,12 +929,14 @@ static int afs_io_pgetevents(io_context_t ctx, long min_nr, long nr,
 		got += n;
 		if (got >= min_nr || !afs_deadline_left(&deadline, &left))
 			break;
+		if (afs_kick_consume(ctx, pfd[1].fd))
+			continue;
 		/*
 		 * Any error ends the call, as the system call's: EINTR, or
 		 * EFAULT for a sigmask it cannot read, which would fail again
 		 * at once on every turn.
 		 */
-		if (ppoll(&pfd, 1, deadline.forever ? NULL : &left, sigmask) < 0) {
+		if (ppoll(pfd, 2, deadline.forever ? NULL : &left, sigmask) < 0) {
 			ret = -errno;
 			break;
 		}
@@ -878,15 +1048,19 @@ static int afs_io_queue_run(io_context_t ctx)
  */
 static int afs_io_queue_wait(io_context_t ctx, struct timespec *timeout)
 {
-	struct pollfd pfd;
+	struct pollfd pfd[2];
 	struct timespec rel;
 	int ret = 0;
 
 	if (!afs_ctx_get(ctx))
 		return -EINVAL;
-	pfd.fd = ctx->dev;
-	pfd.events = POLLIN;
-	if (ppoll(&pfd, 1, afs_timeout_ts(timeout, &rel), NULL) < 0)
+	pfd[0].fd = ctx->dev;
+	pfd[1].fd = afs_ctx_kickfd(ctx);
+	pfd[0].events = pfd[1].events = POLLIN;
+	if (pfd[1].fd < 0)
+		ret = pfd[1].fd;
+	else if (!afs_kick_consume(ctx, pfd[1].fd) &&
+		 ppoll(pfd, 2, afs_timeout_ts(timeout, &rel), NULL) < 0)
 		ret = -errno;
 	afs_ctx_put(ctx);
 	return ret;

@@ -31,6 +31,7 @@ FIXTURE(la)
 	struct iocb *ios[3];
 	struct afs_stall stall;
 	bool stalled;
+	long long saved_max_ctx;	/* max_ctx_requests to restore, or -1 */
 };
 
 FIXTURE_SETUP(la)
@@ -48,10 +49,13 @@ FIXTURE_SETUP(la)
 	self->ios[1] = &self->s;
 	self->ios[2] = &self->r;
 	self->stalled = false;
+	self->saved_max_ctx = -1;
 }
 
 FIXTURE_TEARDOWN(la)
 {
+	if (self->saved_max_ctx >= 0)
+		afs_set_param("max_ctx_requests", self->saved_max_ctx);
 	if (self->stalled)
 		afs_stall_release(&self->stall, 'z');
 	io_destroy(self->ctx);
@@ -895,6 +899,18 @@ static void *wait_one(void *arg)
 	return NULL;
 }
 
+static void *pwait_one(void *arg)
+{
+	struct ctx_call *w = arg;
+	struct io_event ev;
+	sigset_t mask;
+
+	sigemptyset(&mask);
+	w->ret = io_pgetevents(w->ctx, 1, 1, &ev, NULL, &mask);
+	sem_post(&w->done);
+	return NULL;
+}
+
 static void *wait_three(void *arg)
 {
 	struct ctx_call *w = arg;
@@ -912,12 +928,12 @@ static void *wait_three(void *arg)
 static void destroy_wakes(struct __test_metadata *_metadata,
 			  void *(*const waiter[])(void *), int n)
 {
-	struct ctx_call w[3];
-	pthread_t t[3];
+	struct ctx_call w[4];
+	pthread_t t[4];
 	io_context_t ctx = NULL;
 	int i;
 
-	ASSERT_GE(3, n);
+	ASSERT_GE(4, n);
 	ASSERT_EQ(0, io_setup(4, &ctx));
 	for (i = 0; i < n; i++) {
 		w[i].ctx = ctx;
@@ -958,14 +974,89 @@ TEST_F(la, destroy_wakes_reaper_waiting_for_several)
 	destroy_wakes(_metadata, waiter, 1);
 }
 
+/* One waiting in io_pgetevents(), in ppoll(), is woken too. */
+TEST_F(la, destroy_wakes_pgetevents_waiter)
+{
+	static void *(*const waiter[])(void *) = { pwait_one };
+
+	destroy_wakes(_metadata, waiter, 1);
+}
+
 /* Every thread waiting on the context is woken, not only the first one. */
 TEST_F(la, destroy_wakes_every_waiting_reaper)
 {
 	static void *(*const waiter[])(void *) = {
-		wait_three, wait_one, wait_one
+		wait_three, wait_one, pwait_one, wait_one
 	};
 
-	destroy_wakes(_metadata, waiter, 3);
+	destroy_wakes(_metadata, waiter, 4);
+}
+
+/*
+ * io_destroy() of a context that its requests fill returns, as the system
+ * call always does: the device takes nothing more into such a context, so
+ * nothing may need posting into it to wake its waiters.
+ */
+TEST_F(la, destroy_full_context)
+{
+	struct ctx_call d = { 0 };
+	struct iocb io[4], *ios[4];
+	pthread_t t;
+	int i;
+
+	self->saved_max_ctx = afs_param("max_ctx_requests");
+	ASSERT_LT(0, self->saved_max_ctx);
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", 4));
+	ASSERT_EQ(0, io_setup(2, &d.ctx));
+	for (i = 0; i < 4; i++) {
+		io_prep_fsync(&io[i], self->fd);
+		ios[i] = &io[i];
+	}
+	ASSERT_EQ(4, io_submit(d.ctx, 4, ios));
+	ASSERT_EQ(0, sem_init(&d.done, 0, 0));
+	ASSERT_EQ(0, pthread_create(&t, NULL, destroy_main, &d));
+	ASSERT_EQ(0, lt_sem_wait(&d.done)) TH_LOG("io_destroy() did not return");
+	pthread_join(t, NULL);
+	EXPECT_EQ(0, d.ret);
+}
+
+/*
+ * A helper's completion into a context the device's requests fill: it
+ * needs no room in the device, and wakes a waiter for several events.
+ */
+TEST_F(la, pipe_completion_into_full_context)
+{
+	struct iocb io[5], *ios[5];
+	struct io_event ev[5];
+	io_context_t ctx = NULL;
+	int i, p[2], pipes = 0;
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	self->saved_max_ctx = afs_param("max_ctx_requests");
+	ASSERT_LT(0, self->saved_max_ctx);
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", 4));
+	for (i = 0; i < 4; i++) {
+		io_prep_fsync(&io[i], self->fd);
+		ios[i] = &io[i];
+	}
+	io_prep_pread(&io[4], p[0], self->back, 1, 0);
+	ios[4] = &io[4];
+	ASSERT_EQ(5, io_submit(ctx, 5, ios));
+	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
+	ASSERT_EQ(1, write(p[1], "f", 1));
+	ASSERT_EQ(5, io_getevents(ctx, 5, 5, ev, &long_wait));
+	for (i = 0; i < 5; i++) {
+		EXPECT_EQ(0, ev[i].res2);
+		if ((struct iocb *)ev[i].obj != &io[4])
+			continue;
+		EXPECT_EQ(1, ev[i].res);
+		pipes++;
+	}
+	EXPECT_EQ(1, pipes);
+	EXPECT_EQ(0, io_destroy(ctx));
+	close(p[0]);
+	close(p[1]);
 }
 
 /*
