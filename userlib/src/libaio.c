@@ -73,8 +73,11 @@ struct io_context {
 	_Atomic uint32_t magic;
 	int dev;
 	unsigned int generation;	/* afs_fork_generation at io_setup */
-	/* io_setup's, one per fallback request, one per call running on it */
-	atomic_int refs;
+	/*
+	 * io_setup's, one per fallback request, one per call running on it:
+	 * io_destroy() waits on it (a futex) until all have gone.
+	 */
+	atomic_uint refs;
 	atomic_bool dead;		/* io_destroy() was called */
 	uint32_t nslots;
 	struct afs_slot *slot;		/* [nslots + 1]: index 0 is "none" */
@@ -111,7 +114,7 @@ static struct {
  * child would reap the parent's events, and would keep the parent's context
  * open past the parent's io_destroy(). The memory stays (the program may
  * still call io_destroy(), which then says EINVAL). A destroyed context stays
- * on the list as long as a helper request keeps its descriptor open.
+ * on the list until io_destroy() has waited for its requests.
  */
 static void afs_ctxs_child(void)
 {
@@ -133,7 +136,8 @@ static struct afs_fork_hook afs_ctxs_fork = {
 /*
  * io_destroy() waits for every request of the context, as the system call
  * does: reap until no slot is taken. (Fallback requests hold a reference:
- * by now they are all done, and their completions queued.)
+ * by now they are all done, and their completions queued.) Nothing else
+ * runs on the context any more.
  */
 static void afs_ctx_drain(struct io_context *ctx)
 {
@@ -166,12 +170,21 @@ static void afs_ctx_drain(struct io_context *ctx)
 	}
 }
 
+/*
+ * The last reference goes only once io_destroy() has dropped io_setup()'s:
+ * wake it. (The header is never freed, so touching it after is harmless.)
+ */
 static void afs_ctx_put(struct io_context *ctx)
+{
+	if (atomic_fetch_sub(&ctx->refs, 1) == 1)
+		afs_futex_wake(&ctx->refs, INT_MAX);
+}
+
+/* io_destroy(), once no reference is left. */
+static void afs_ctx_free(struct io_context *ctx)
 {
 	struct io_context **p;
 
-	if (atomic_fetch_sub(&ctx->refs, 1) != 1)
-		return;
 	/* The wait is here, not under the lock that fork() and io_setup() take. */
 	afs_ctx_drain(ctx);
 	/* Off the list and closed at once, as a fork() in between sees it. */
@@ -202,14 +215,14 @@ static void afs_ctx_put(struct io_context *ctx)
  */
 static bool afs_ctx_get(struct io_context *ctx)
 {
-	int refs;
+	unsigned int refs;
 
 	if (!ctx || atomic_load(&ctx->magic) != AFS_CTX_MAGIC ||
 	    ctx->generation != atomic_load(&afs_fork_generation))
 		return false;
 	refs = atomic_load(&ctx->refs);
 	do {
-		if (refs <= 0)
+		if (!refs)
 			return false;
 	} while (!atomic_compare_exchange_weak(&ctx->refs, &refs, refs + 1));
 	if (atomic_load(&ctx->dead)) {
@@ -395,13 +408,13 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 static int afs_io_destroy(io_context_t ctx)
 {
 	struct io_context **p;
-	unsigned int canceled, running;
+	unsigned int canceled, running, refs;
 	bool was_dead = true;
 
 	pthread_mutex_lock(&afs_ctxs.lock);
 	for (p = &afs_ctxs.head; *p; p = &(*p)->list_next) {
 		if (*p == ctx) {
-			/* It leaves the list with its last reference. */
+			/* It leaves the list once its requests are done. */
 			if (afs_ctx_ok(ctx))
 				was_dead = atomic_exchange(&ctx->dead, true);
 			break;
@@ -412,13 +425,23 @@ static int afs_io_destroy(io_context_t ctx)
 		return -EINVAL;
 	/*
 	 * Wake the threads waiting in io_getevents(), io_pgetevents() and
-	 * io_queue_wait(): each returns -EINVAL (or what it took), as the
-	 * kernel's waiters do. A reference keeps the context until then.
+	 * io_queue_wait(): each returns, the first two -EINVAL when they took
+	 * nothing, as the kernel's waiters do. Their references keep the
+	 * context until then.
 	 */
 	afs_ctx_kick(ctx);
 	/* Queued helper requests are dropped; running ones end on their own. */
 	afs_fb_cancel(ctx, -1, 0, true, &canceled, &running);
+	/*
+	 * As the system call, return only once the requests that could not
+	 * be cancelled are done, whoever else holds a reference: a helper
+	 * request that runs, a call in progress (woken above, or about to
+	 * return). The program may free the buffers once this returns.
+	 */
 	afs_ctx_put(ctx);
+	while ((refs = atomic_load(&ctx->refs)))
+		afs_futex_wait(&ctx->refs, refs, NULL);
+	afs_ctx_free(ctx);
 	return 0;
 }
 
@@ -478,6 +501,7 @@ static int afs_libaio_fallback(struct io_context *ctx,
 			       const struct aiofsync_req *r)
 {
 	struct afs_libaio_fb *f = calloc(1, sizeof(*f));
+	unsigned int canceled, running;
 	int ret;
 
 	if (!f)
@@ -509,6 +533,14 @@ static int afs_libaio_fallback(struct io_context *ctx,
 		if (f->efd >= 0)
 			close(f->efd);
 		free(f);
+	} else if (atomic_load(&ctx->dead)) {
+		/*
+		 * io_destroy() cancelled the context's queued helper requests,
+		 * maybe just before this one was queued: it goes too, rather
+		 * than keep io_destroy() waiting on a pipe. (Its completion
+		 * tells nobody: the context is dead.)
+		 */
+		afs_fb_cancel(ctx, -1, r->user_tag, false, &canceled, &running);
 	}
 	return ret;
 }
@@ -1018,26 +1050,31 @@ static int afs_io_queue_release(io_context_t ctx)
 	return afs_io_destroy(ctx);
 }
 
-/* Call each reaped request's callback (iocb->data, io_set_callback()). */
+/*
+ * Call each reaped request's callback (iocb->data, io_set_callback()). No
+ * reference is held across the callbacks: one may call io_destroy(), which
+ * waits until no call runs on the context; the rest is then discarded.
+ */
 static int afs_io_queue_run(io_context_t ctx)
 {
 	struct io_event ev[16];
+	bool first = true;
 	io_callback_t cb;
 	int n, i;
 
-	if (!afs_ctx_get(ctx))
-		return -EINVAL;
 	do {
+		if (!afs_ctx_get(ctx))
+			return first ? -EINVAL : 0;
+		first = false;
 		n = afs_reap(ctx, 0, 16, ev, 0);
+		afs_ctx_put(ctx);
 		for (i = 0; i < n; i++) {
 			cb = (io_callback_t)(uintptr_t)ev[i].data;
 			if (cb)
 				cb(ctx, (struct iocb *)(uintptr_t)ev[i].obj,
 				   (long)ev[i].res, (long)ev[i].res2);
 		}
-		/* A callback may have destroyed it: the rest is discarded. */
-	} while (n == 16 && !atomic_load(&ctx->dead));
-	afs_ctx_put(ctx);
+	} while (n == 16);
 	return n < 0 ? n : 0;
 }
 

@@ -992,6 +992,127 @@ TEST_F(la, destroy_wakes_every_waiting_reaper)
 	destroy_wakes(_metadata, waiter, 4);
 }
 
+static long ms_between(const struct timespec *a, const struct timespec *b)
+{
+	return (b->tv_sec - a->tv_sec) * 1000 + (b->tv_nsec - a->tv_nsec) / 1000000;
+}
+
+/*
+ * io_destroy() blocks until the requests it could not cancel have completed
+ * (io_destroy(2)), whoever else holds the context: here a thread waiting in
+ * io_getevents(), which io_destroy() wakes, while a write runs.
+ */
+TEST_F(la, destroy_waits_with_a_reaper_inside)
+{
+	struct ctx_call w = { 0 };
+	struct iocb *one[1] = { &self->w };
+	struct timespec t0, t1;
+	struct lt_later l;
+	pthread_t t;
+	char c;
+
+	ASSERT_EQ(0, io_setup(4, &w.ctx));
+	ASSERT_EQ(0, sem_init(&w.done, 0, 0));
+	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
+	self->w.u.c.buf = self->stall.addr;
+	ASSERT_EQ(1, io_submit(w.ctx, 1, one));
+	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
+	ASSERT_EQ(0, pthread_create(&t, NULL, wait_three, &w));
+	usleep(100 * 1000);	/* let it block */
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(0, lt_release_later(&l, &self->stall, 'e', 200));
+	EXPECT_EQ(0, io_destroy(w.ctx));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	lt_join(&l);
+	ASSERT_EQ(0, lt_sem_wait(&w.done));
+	pthread_join(t, NULL);
+	EXPECT_EQ(-EINVAL, w.ret);
+	EXPECT_LE(150, ms_between(&t0, &t1)) TH_LOG("io_destroy() did not wait");
+	ASSERT_EQ(1, pread(self->fd, &c, 1, 0));
+	EXPECT_EQ('e', c);
+	afs_stall_destroy(&self->stall);
+}
+
+/* Write to @fd after @ms, from a thread of its own. */
+struct later_write {
+	pthread_t thread;
+	int fd, ms;
+};
+
+static void *later_write_main(void *arg)
+{
+	struct later_write *lw = arg;
+
+	usleep(lw->ms * 1000);
+	if (write(lw->fd, "destroy!", 8) != 8)
+		abort();
+	return NULL;
+}
+
+/*
+ * The same for a request a helper runs: a pipe read waiting for data
+ * completes before io_destroy() returns, and the buffer it reads into
+ * does not change after that.
+ */
+TEST_F(la, destroy_waits_for_helper_request)
+{
+	struct iocb *one[1] = { &self->r };
+	struct later_write lw;
+	struct timespec t0, t1;
+	io_context_t ctx = NULL;
+	char seen[8];
+	int p[2];
+
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	memset(self->back, 0, sizeof(self->back));
+	io_prep_pread(&self->r, p[0], self->back, 8, 0);
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	ASSERT_EQ(1, io_submit(ctx, 1, one));
+	usleep(50 * 1000);
+	lw = (struct later_write){ .fd = p[1], .ms = 200 };
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	ASSERT_EQ(0, pthread_create(&lw.thread, NULL, later_write_main, &lw));
+	EXPECT_EQ(0, io_destroy(ctx));
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	memcpy(seen, self->back, sizeof(seen));
+	pthread_join(lw.thread, NULL);
+	usleep(100 * 1000);	/* a read still running would be done by now */
+	EXPECT_LE(150, ms_between(&t0, &t1)) TH_LOG("io_destroy() did not wait");
+	EXPECT_EQ(0, memcmp(seen, self->back, sizeof(seen)))
+		TH_LOG("the buffer changed after io_destroy() returned");
+	EXPECT_EQ(0, memcmp("destroy!", seen, sizeof(seen)));
+	close(p[0]);
+	close(p[1]);
+}
+
+static void destroy_from_callback(io_context_t ctx, struct iocb *iocb,
+				  long res, long res2)
+{
+	note(ctx, iocb, res, res2);
+	called[0].res2 = io_destroy(ctx);
+}
+
+/*
+ * A callback of io_queue_run() may destroy the context: io_destroy() then
+ * waits for no call of its own thread, and io_queue_run() stops.
+ */
+TEST_F(la, queue_run_callback_destroys)
+{
+	struct iocb *one[1] = { &self->w };
+	io_context_t ctx = NULL;
+
+	ncalled = 0;
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	io_set_callback(&self->w, destroy_from_callback);
+	ASSERT_EQ(1, io_submit(ctx, 1, one));
+	ASSERT_EQ(0, io_queue_wait(ctx, &long_wait));
+	EXPECT_EQ(0, io_queue_run(ctx));
+	ASSERT_EQ(1, ncalled);
+	EXPECT_EQ(BS, called[0].res);
+	EXPECT_EQ(0, called[0].res2) TH_LOG("io_destroy() in the callback failed");
+	EXPECT_EQ(-EINVAL, io_queue_run(ctx));
+}
+
 /*
  * io_destroy() of a context that its requests fill returns, as the system
  * call always does: the device takes nothing more into such a context, so
