@@ -874,9 +874,12 @@ static int afs_reap(struct io_context *ctx, long min_nr, long nr,
 			break;
 		}
 		got += n;
-		dead = atomic_load(&ctx->dead);
 		if (got == nr)
 			break;
+		/* More may be queued: their kicks are spent. */
+		if (n == AFS_FB_TAKE)
+			continue;
+		dead = atomic_load(&ctx->dead);
 		want = min_nr > got && !dead ? min_nr - got : 0;
 		n = afs_dev_reap(ctx->dev, (void *)(events + got),
 				 (unsigned int)want,

@@ -723,6 +723,40 @@ TEST_F(la, pipe_eventfd)
 	close(efd);
 }
 
+/*
+ * More helper completions than one take from the queue holds: a wait for
+ * all of them gets all of them, in one call.
+ */
+TEST_F(la, pipe_many_completions)
+{
+	int efd = eventfd(0, EFD_CLOEXEC), p[2], i;
+	struct iocb io[24], *ios[24];
+	struct io_event ev[24];
+	uint64_t n, seen = 0;
+
+	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	for (i = 0; i < 24; i++) {
+		io_prep_pwrite(&io[i], p[1], self->buf, 1, 0);
+		io_set_eventfd(&io[i], efd);
+		ios[i] = &io[i];
+	}
+	ASSERT_EQ(24, io_submit(self->ctx, 24, ios));
+	/* Each is queued before its eventfd count: all are there. */
+	while (seen < 24) {
+		ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+		seen += n;
+	}
+	ASSERT_EQ(24, io_getevents(self->ctx, 24, 24, ev, &long_wait));
+	for (i = 0; i < 24; i++) {
+		EXPECT_EQ(&io[i], (struct iocb *)ev[i].obj) TH_LOG("not in order");
+		EXPECT_EQ(1, ev[i].res);
+	}
+	close(p[0]);
+	close(p[1]);
+	close(efd);
+}
+
 /* A pipe read waiting on a helper runs; the one queued behind it is cancelled. */
 TEST_F(la, pipe_cancel)
 {
