@@ -338,6 +338,8 @@ static void *afs_posix_reaper(void *arg)
 
 /* ---- the process's context ---- */
 
+static void afs_fg_forget(void);
+
 static void afs_px_child(void)
 {
 	/* The descriptor is the parent's context: its events are not ours. */
@@ -349,6 +351,7 @@ static void afs_px_child(void)
 	atomic_store(&afs_px.barriers, 0);
 	atomic_store(&afs_defer.head, 0);
 	atomic_store(&afs_defer.tail, 0);
+	afs_fg_forget();
 	atomic_store(&afs_px.state, AFS_PX_NONE);
 }
 
@@ -774,6 +777,23 @@ static struct {
 	/* The device's fg_takes after the batch's take. */
 	uint32_t takes;
 } afs_fg;
+
+/*
+ * In the child after fork(): a batch held across it - by another thread, or
+ * by this one when a signal handler forked - is the parent's. Whoever reaps
+ * or goes on reaping here would publish it into the child's copies of the
+ * parent's aiocbs, and mark the parent's count of takes as published in
+ * the child's.
+ */
+static void afs_fg_forget(void)
+{
+	int i;
+
+	for (i = 0; i < AFS_FG_BATCH; i++)
+		afs_fg.ev[i].user_tag = 0;
+	afs_fg.takes = 0;
+	atomic_store(&afs_fg.owner, 0);
+}
 
 /* Publish the events of afs_fg.ev still unpublished; signals blocked. */
 static void afs_fg_publish_held(void)

@@ -11,6 +11,9 @@
 #include <pthread.h>
 #include <semaphore.h>
 #include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/ptrace.h>
+#include <sys/user.h>
 
 #include "lib_test.h"
 #include "../aiofsync.h"
@@ -362,6 +365,136 @@ TEST_F(fork, fork_while_busy)
 	atomic_store(&stop, true);
 	for (i = 0; i < 2; i++)
 		pthread_join(t[i], NULL);
+}
+
+#ifdef __x86_64__
+static volatile sig_atomic_t in_handler_child;
+static volatile pid_t handler_child;
+
+static void fork_in_handler(int sig)
+{
+	pid_t pid = fork();
+
+	(void)sig;
+	if (!pid)
+		in_handler_child = 1;
+	else
+		handler_child = pid;
+}
+
+/*
+ * Trace thread @tid of process @pid until it returns from
+ * AIOFSYNC_IOC_REAP_TAKES with events, then send it SIGUSR1 and let it go:
+ * the signal is taken as the call returns, with the events in the thread's
+ * hands, not yet published. Tells @ready "r" once tracing, "n" if it may
+ * not trace. 0 if all went so.
+ */
+static int stop_after_reap(pid_t pid, pid_t tid, int ready)
+{
+	struct user_regs_struct regs;
+	int status, sig;
+
+	if (ptrace(PTRACE_SEIZE, tid, 0, PTRACE_O_TRACESYSGOOD)) {
+		/* Not allowed here: the test is skipped. */
+		return write(ready, "n", 1) != 1;
+	}
+	if (ptrace(PTRACE_INTERRUPT, tid, 0, 0) || write(ready, "r", 1) != 1)
+		return 1;
+	for (;;) {
+		if (waitpid(tid, &status, __WALL) != tid || !WIFSTOPPED(status))
+			return 2;
+		sig = 0;
+		if (WSTOPSIG(status) == (SIGTRAP | 0x80)) {
+			/* At the entry of a call, rax is -ENOSYS. */
+			if (ptrace(PTRACE_GETREGS, tid, 0, &regs))
+				return 3;
+			if (regs.orig_rax == SYS_ioctl &&
+			    regs.rsi == AIOFSYNC_IOC_REAP_TAKES &&
+			    (long)regs.rax > 0) {
+				syscall(SYS_tgkill, pid, tid, SIGUSR1);
+				return ptrace(PTRACE_DETACH, tid, 0, 0) ? 4 : 0;
+			}
+		} else if (status >> 16 != PTRACE_EVENT_STOP) {
+			sig = WSTOPSIG(status);	/* a signal: deliver it */
+		}
+		if (ptrace(PTRACE_SYSCALL, tid, 0, sig))
+			return 5;
+	}
+}
+#endif
+
+/*
+ * fork() while an aio_suspend() caller holds a batch it reaped from the
+ * device and has not published: the batch is the parent's, and the child's
+ * copy of its aiocbs must stay as they were. Made exact by a tracer and a
+ * signal handler that forks: this thread is stopped as it returns from the
+ * reap with the completion of its write, and forks before it publishes it;
+ * the child's thread goes on from there, with the batch in its hands, and
+ * then makes requests of its own.
+ */
+TEST_F(fork, unpublished_foreground_batch_not_the_childs)
+{
+#ifdef __x86_64__
+	const struct aiocb *list[1] = { &self->w };
+	struct sigaction sa = { .sa_handler = fork_in_handler };
+	struct timespec ts = { 2, 0 };
+	struct lt_later later;
+	int ready[2], status, i;
+	pid_t tracer, me;
+	char c;
+
+	/* Context open, and the reaper past its first publishing. */
+	ASSERT_EQ(0, write_and_sync(self));
+	ASSERT_EQ(0, sigaction(SIGUSR1, &sa, NULL));
+	/* Yama: a child may trace us. */
+	prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY);
+	ASSERT_EQ(0, pipe2(ready, O_CLOEXEC));
+	me = gettid();
+	tracer = fork();
+	ASSERT_LE(0, tracer);
+	if (!tracer)
+		_exit(stop_after_reap(getppid(), me, ready[1]));
+	close(ready[1]);
+	ASSERT_EQ(1, read(ready[0], &c, 1)) TH_LOG("the tracer failed");
+	close(ready[0]);
+	if (c != 'r') {
+		waitpid(tracer, &status, 0);
+		SKIP(return, "ptrace() is not allowed here");
+	}
+
+	ASSERT_EQ(0, afs_stall_init(&stall, BS));
+	self->w.aio_buf = stall.addr;
+	ASSERT_EQ(0, aio_write(&self->w));
+	ASSERT_EQ(0, afs_stall_wait_fault(&stall, LT_WAIT_SEC * 1000));
+	/* This thread reaps, asleep in the device until the write ends. */
+	ASSERT_EQ(0, lt_release_later(&later, &stall, 'k', 200));
+	for (i = 0; i < LT_WAIT_SEC / 2 && aio_error(&self->w) == EINPROGRESS; i++) {
+		aio_suspend(list, 1, &ts);
+		/*
+		 * The child, once it has used the library: its copy of the
+		 * write must still be in progress.
+		 */
+		if (in_handler_child)
+			_exit(write_and_sync_own_file(self) ? 2 :
+			      aio_error(&self->w) == EINPROGRESS ? 0 : 1);
+	}
+
+	lt_join(&later);
+	ASSERT_EQ(tracer, waitpid(tracer, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	ASSERT_EQ(0, WEXITSTATUS(status)) TH_LOG("the tracer failed");
+	ASSERT_NE(0, handler_child);
+	ASSERT_EQ(handler_child, waitpid(handler_child, &status, 0));
+	ASSERT_TRUE(WIFEXITED(status));
+	EXPECT_NE(2, WEXITSTATUS(status)) TH_LOG("the child's own requests failed");
+	EXPECT_NE(1, WEXITSTATUS(status))
+		TH_LOG("the child published the parent's completion");
+	EXPECT_EQ(0, aio_error(&self->w));
+	EXPECT_EQ(BS, aio_return(&self->w));
+	afs_stall_destroy(&stall);
+#else
+	SKIP(return, "the tracer reads x86-64 registers");
+#endif
 }
 
 TEST_HARNESS_MAIN
