@@ -266,28 +266,50 @@ TEST_F(fork, libaio_pipe_eventfd_not_inherited)
 	close(p[1]);
 }
 
+struct destroy_call {
+	pthread_t thread;
+	io_context_t ctx;
+	int ret;
+	atomic_bool returned;
+};
+
+static void *destroy_main(void *arg)
+{
+	struct destroy_call *d = arg;
+
+	d->ret = io_destroy(d->ctx);
+	atomic_store(&d->returned, true);
+	return NULL;
+}
+
 /*
- * A pipe read running on a helper keeps its context's descriptor open past
- * io_destroy(), until it ends: a child has no copy of it.
+ * io_destroy() waits for a pipe read running on a helper, as the system
+ * call waits for its requests; meanwhile the context's descriptor stays
+ * open in the parent, and a child forked then has no copy of it.
  */
 TEST_F(fork, libaio_destroyed_context_not_inherited)
 {
 	struct iocb r, *ios[1] = { &r };
-	io_context_t ctx = NULL;
+	struct destroy_call d = { .ctx = NULL };
 	int p[2];
 	char c;
 
 	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
 	take_program_fds();
-	ASSERT_EQ(0, io_setup(8, &ctx));
+	ASSERT_EQ(0, io_setup(8, &d.ctx));
 	io_prep_pread(&r, p[0], &c, 1, 0);
-	ASSERT_EQ(1, io_submit(ctx, 1, ios));
+	ASSERT_EQ(1, io_submit(d.ctx, 1, ios));
 	ASSERT_TRUE(lt_wait_blocked_in_read(p[0]));
-	EXPECT_EQ(0, io_destroy(ctx));
-	EXPECT_EQ(-EINVAL, io_destroy(ctx));
+	ASSERT_EQ(0, pthread_create(&d.thread, NULL, destroy_main, &d));
+	usleep(100 * 1000);
+	/* Still waiting for the read: the context is not gone yet. */
+	EXPECT_FALSE(atomic_load(&d.returned));
 	EXPECT_EQ(0, in_child(library_fds_left, self));
 	/* The read ends, and with it the context. */
 	ASSERT_EQ(1, write(p[1], "x", 1));
+	pthread_join(d.thread, NULL);
+	EXPECT_EQ(0, d.ret);
+	EXPECT_EQ(-EINVAL, io_destroy(d.ctx));
 	close(p[0]);
 	close(p[1]);
 }
