@@ -20,6 +20,7 @@
  * it (context.c).
  *
  * Locks, outermost first:
+ *   aiofsync_ctx.cancel_lock  one cancel at a time per context (a mutex)
  *   aiofsync_ctx.lock    the context's queues, lists and counts
  *   aiofsync_inode.lock  an inode's write list, sync queues, flush state and
  *                        writer queue
@@ -36,6 +37,7 @@
 #include <linux/fs.h>
 #include <linux/kref.h>
 #include <linux/list.h>
+#include <linux/mutex.h>
 #include <linux/spinlock.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
@@ -73,6 +75,13 @@ struct aiofsync_plug {
 };
 
 struct aiofsync_ctx {
+	/*
+	 * Held by a cancel from taking its victims off the context's lists
+	 * until their events are posted, which happens outside @lock: a
+	 * cancel that finds nothing left to cancel then knows the others'
+	 * victims are done, as it reports. Taken before @lock.
+	 */
+	struct mutex cancel_lock;
 	/* Protects every field below but @wait, @bg_wait and @ref. */
 	spinlock_t lock;
 	/* The plug of a submit call under way (only one at a time), or NULL. */

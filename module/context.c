@@ -37,6 +37,7 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void)
 	ctx = kzalloc(sizeof(*ctx), GFP_KERNEL_ACCOUNT);
 	if (!ctx)
 		return NULL;
+	mutex_init(&ctx->cancel_lock);
 	spin_lock_init(&ctx->lock);
 	for (i = 0; i <= AIOFSYNC_PRIO_MAX; i++)
 		INIT_LIST_HEAD(&ctx->pending[i]);
@@ -60,6 +61,7 @@ static void aiofsync_ctx_release(struct kref *ref)
 	bool orphans = ctx->orphans;
 
 	del_timer_sync(&ctx->bg_hold_timer);
+	mutex_destroy(&ctx->cancel_lock);
 	kfree(ctx);
 	if (orphans)
 		module_put(THIS_MODULE);
@@ -288,7 +290,10 @@ static bool aiofsync_matches(const struct aiofsync_match *m,
 /*
  * Cancel the matching requests that have not started. They complete with
  * -ECANCELED through aiofsync_finish(), after ctx->lock is dropped, since
- * finishing a WRITE takes the inode lock and may start a flush.
+ * finishing a WRITE takes the inode lock and may start a flush. Meanwhile
+ * they are on no list of the context: ctx->cancel_lock keeps a concurrent
+ * cancel from reporting nothing to cancel (all done) before their events
+ * are posted.
  */
 static void aiofsync_cancel_matching(struct aiofsync_ctx *ctx,
 				     const struct aiofsync_match *m,
@@ -299,6 +304,7 @@ static void aiofsync_cancel_matching(struct aiofsync_ctx *ctx,
 
 	*canceled = 0;
 	*running = 0;
+	mutex_lock(&ctx->cancel_lock);
 	spin_lock(&ctx->lock);
 	list_for_each_entry_safe(req, tmp, &ctx->active, ctx_node) {
 		if (!aiofsync_matches(m, req))
@@ -318,6 +324,7 @@ static void aiofsync_cancel_matching(struct aiofsync_ctx *ctx,
 	 */
 	list_for_each_entry_safe(req, tmp, &victims, ctx_node)
 		aiofsync_finish(req, -ECANCELED, 0);
+	mutex_unlock(&ctx->cancel_lock);
 }
 
 long aiofsync_ioc_cancel(struct aiofsync_ctx *ctx, void __user *uarg)

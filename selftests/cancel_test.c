@@ -3,6 +3,9 @@
  * Cancellation: a request that has not started completes with -ECANCELED;
  * a running one is reported as running and completes normally.
  */
+#include <pthread.h>
+#include <stdatomic.h>
+
 #include "aiofsync_util.h"
 #include "kselftest_harness.h"
 
@@ -147,6 +150,70 @@ TEST_F(cancel, all)
 	EXPECT_EQ(-ECANCELED, ev[0].res);
 	EXPECT_EQ(-ECANCELED, ev[1].res);
 	EXPECT_EQ(0, release_and_reap_write(self));
+}
+
+struct canceller {
+	int dev;
+	atomic_int started;
+	struct aiofsync_cancel c;
+	int ret;
+};
+
+static void *cancel_everything(void *arg)
+{
+	struct canceller *t = arg;
+
+	atomic_store(&t->started, 1);
+	t->ret = afs_cancel(t->dev, AIOFSYNC_CANCEL_ALL, 0, 0, &t->c);
+	return NULL;
+}
+
+/*
+ * Two threads cancel the same requests at once. A cancel that matches
+ * nothing (0 cancelled) says the requests are done: by then, every event of
+ * what the other thread cancelled must be there to reap. Many syncs wait
+ * behind a stalled write, so that posting their events takes a while.
+ */
+TEST_F(cancel, concurrent_cancel_finds_nothing_only_when_done)
+{
+	enum { N = 4000, ROUNDS = 20 };
+	static struct aiofsync_req f[N];
+	static struct aiofsync_event ev[N];
+	struct aiofsync_cancel c;
+	struct canceller t;
+	pthread_t thread;
+	unsigned int mine;
+	int i, round, got;
+
+	ASSERT_EQ(0, afs_stall_write(&self->stall, self->dev, self->a, 1));
+	for (i = 0; i < N; i++)
+		f[i] = afs_req(AIOFSYNC_OP_FSYNC, self->a, 0, 0, NULL, 2 + i);
+	for (round = 0; round < ROUNDS; round++) {
+		ASSERT_EQ(N, afs_submit(self->dev, f, N));
+		t.dev = self->dev;
+		atomic_store(&t.started, 0);
+		ASSERT_EQ(0, pthread_create(&thread, NULL, cancel_everything, &t));
+		while (!atomic_load(&t.started))
+			;
+		mine = 0;
+		do {
+			ASSERT_EQ(0, afs_cancel(self->dev, AIOFSYNC_CANCEL_ALL, 0,
+						0, &c));
+			EXPECT_EQ(1, c.running);	/* the stalled write */
+			mine += c.canceled;
+		} while (c.canceled);
+		got = afs_reap(self->dev, ev, 0, N, 0);
+		EXPECT_EQ(N, got)
+			TH_LOG("round %d: %u cancelled here, %d events there",
+			       round, mine, got);
+		ASSERT_EQ(0, pthread_join(thread, NULL));
+		ASSERT_EQ(0, t.ret);
+		EXPECT_EQ(N, t.c.canceled + mine);
+		if (got < N)
+			ASSERT_EQ(N - got, afs_reap(self->dev, ev, N - got,
+						    N - got, 5000 * AFS_MS));
+	}
+	ASSERT_EQ(0, release_and_reap_write(self));
 }
 
 TEST_F(cancel, nothing_matches)
