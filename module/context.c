@@ -227,6 +227,18 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		aiofsync_ctx_dispatch(ctx);
 	}
 	spin_unlock(&ctx->lock);
+	/*
+	 * The eventfd before the wake-up, as fs/aio.c signals it: a reaper
+	 * woken for this event finds it counted there.
+	 */
+	if (eventfd) {
+#ifdef AIOFSYNC_EVENTFD_SIGNAL_ONE
+		eventfd_signal(eventfd);
+#else
+		eventfd_signal(eventfd, 1);
+#endif
+		eventfd_ctx_put(eventfd);
+	}
 	wake_up_all(&ctx->wait);
 	if (wake_bg)
 		wake_up_all(&ctx->bg_wait);
@@ -236,15 +248,6 @@ void aiofsync_finish(struct aiofsync_request *req, long res, u32 ev_flags)
 		/* Nobody will reap it. */
 		kfree(req);
 		aiofsync_global_put(1);
-	}
-
-	if (eventfd) {
-#ifdef AIOFSYNC_EVENTFD_SIGNAL_ONE
-		eventfd_signal(eventfd);
-#else
-		eventfd_signal(eventfd, 1);
-#endif
-		eventfd_ctx_put(eventfd);
 	}
 	aiofsync_ctx_put(ctx);
 }
