@@ -454,8 +454,13 @@ struct afs_libaio_fb {
 };
 
 /*
- * Queue the completion, wake the reapers, then signal the eventfd: it is
- * there to reap first, as the device does for the requests it runs itself.
+ * Queue the completion and signal the eventfd, then wake the reapers, as
+ * fs/aio.c's aio_complete() signals before it wakes: a program that reaps
+ * the event finds its count on the eventfd. The count is added under
+ * fb_lock, which every reaper takes to dequeue (afs_fb_take()), so no one
+ * takes the completion before it; and fb_ready, raised first, makes a
+ * thread that the count wakes find the completion (waiting for the lock
+ * if need be), as kernel AIO's is in the ring before its eventfd count.
  */
 static void afs_libaio_fb_done(struct afs_fb_req *req)
 {
@@ -480,10 +485,10 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 		ctx->fb_head = idx;
 	ctx->fb_tail = idx;
 	atomic_fetch_add(&ctx->fb_ready, 1);
-	pthread_mutex_unlock(&ctx->fb_lock);
-	afs_ctx_kick(ctx);
 	if (f->efd >= 0)
 		eventfd_write(f->efd, 1);
+	pthread_mutex_unlock(&ctx->fb_lock);
+	afs_ctx_kick(ctx);
 	afs_ctx_put(ctx);
 }
 

@@ -724,6 +724,68 @@ TEST_F(la, pipe_eventfd)
 }
 
 /*
+ * Rounds of a pipe write with an eventfd, which a helper runs. @by_eventfd:
+ * wait for the eventfd's count, then reap without waiting; else reap,
+ * waiting, then read the count without waiting. Either way both are there.
+ */
+static void pipe_eventfd_rounds(struct __test_metadata *_metadata,
+				FIXTURE_DATA(la) *self, bool by_eventfd)
+{
+	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), p[2], i;
+	struct pollfd pe = { .fd = efd, .events = POLLIN };
+	struct iocb *one[1] = { &self->w };
+	struct timespec zero = { 0, 0 };
+	struct io_event ev;
+	uint64_t n;
+	char c;
+
+	ASSERT_LE(0, efd);
+	ASSERT_EQ(0, pipe2(p, O_CLOEXEC));
+	for (i = 0; i < 200; i++) {
+		io_prep_pwrite(&self->w, p[1], self->buf, 1, 0);
+		io_set_eventfd(&self->w, efd);
+		ASSERT_EQ(1, io_submit(self->ctx, 1, one));
+		if (by_eventfd) {
+			ASSERT_EQ(1, poll(&pe, 1, LT_WAIT_SEC * 1000));
+		} else {
+			ASSERT_EQ(1, io_getevents(self->ctx, 1, 1, &ev, &long_wait));
+		}
+		n = 0;
+		ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)))
+			TH_LOG("round %d: reaped before its eventfd count", i);
+		ASSERT_EQ(1, n);
+		if (by_eventfd) {
+			ASSERT_EQ(1, io_getevents(self->ctx, 0, 1, &ev, &zero))
+				TH_LOG("round %d: counted before it could be reaped", i);
+		}
+		ASSERT_EQ(1, read(p[0], &c, 1));
+	}
+	close(p[0]);
+	close(p[1]);
+	close(efd);
+}
+
+/*
+ * As fs/aio.c's aio_complete(), which signals the eventfd before it wakes
+ * the reapers: once io_getevents() has returned a helper's completion, its
+ * count is on the eventfd. (With one CPU, the reaper woken by the helper
+ * ran before the helper got to the eventfd.)
+ */
+TEST_F(la, pipe_eventfd_counted_once_reaped)
+{
+	pipe_eventfd_rounds(_metadata, self, false);
+}
+
+/*
+ * And the other way round: a program woken by the eventfd reaps the event
+ * without waiting (the completion is there before the count is).
+ */
+TEST_F(la, pipe_eventfd_count_means_reapable)
+{
+	pipe_eventfd_rounds(_metadata, self, true);
+}
+
+/*
  * More helper completions than one take from the queue holds: a wait for
  * all of them gets all of them, in one call.
  */
