@@ -22,6 +22,9 @@
  * Files without positioned I/O (pipes, sockets), which kernel AIO serves
  * synchronously, are refused by the device with ESPIPE, and syncs of files
  * open read-only with EBADF: the helper threads of fallback.c run those.
+ * Kernel AIO has made such a read or write by the time io_submit() returns,
+ * so io_destroy() waits for every helper request, never drops a queued one,
+ * and io_cancel() never stops a helper's write (AFS_TAG_NOCANCEL).
  * Their completions wait in a queue of the context, and the helper ends the
  * wait of the context's reapers with AIOFSYNC_IOC_WAKE (afs_ctx_kick()), so
  * that io_getevents() still only waits in the device. (A marker event in the
@@ -44,6 +47,13 @@
 #define AFS_MAX_RW	0x7ffff000UL
 #define AFS_SUBMIT_BATCH 64
 #define AFS_FB_TAKE	16
+
+/*
+ * In the tag a helper WRITE is queued under (bit 0, free in a slot's tag):
+ * io_cancel(), which cancels by the slot's tag, never matches it. The slot
+ * is still the tag shifted right.
+ */
+#define AFS_TAG_NOCANCEL	0x1ULL
 
 struct afs_slot {
 	_Atomic uintptr_t iocb;		/* the iocb while in flight, else 0 */
@@ -136,8 +146,8 @@ static struct afs_fork_hook afs_ctxs_fork = {
 /*
  * io_destroy() waits for every request of the context, as the system call
  * does: reap until no slot is taken. (Fallback requests hold a reference:
- * by now they are all done, and their completions queued.) Nothing else
- * runs on the context any more.
+ * by now they are all done, their completions queued or, done after
+ * io_destroy() began, dropped.) Nothing else runs on the context any more.
  */
 static void afs_ctx_drain(struct io_context *ctx)
 {
@@ -408,7 +418,7 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 static int afs_io_destroy(io_context_t ctx)
 {
 	struct io_context **p;
-	unsigned int canceled, running, refs;
+	unsigned int refs;
 	bool was_dead = true;
 
 	pthread_mutex_lock(&afs_ctxs.lock);
@@ -430,13 +440,16 @@ static int afs_io_destroy(io_context_t ctx)
 	 * context until then.
 	 */
 	afs_ctx_kick(ctx);
-	/* Queued helper requests are dropped; running ones end on their own. */
-	afs_fb_cancel(ctx, -1, 0, true, &canceled, &running);
 	/*
-	 * As the system call, return only once the requests that could not
-	 * be cancelled are done, whoever else holds a reference: a helper
-	 * request that runs, a call in progress (woken above, or about to
-	 * return). The program may free the buffers once this returns.
+	 * As the system call, return only once the requests are done, whoever
+	 * else holds a reference: a helper request, queued or running, a call
+	 * in progress (woken above, or about to return). The program may free
+	 * the buffers once this returns. Nothing is cancelled, the helpers'
+	 * queued requests no more than the device's: fs/aio.c's io_destroy()
+	 * cancels only requests with a cancel method, which reads, writes and
+	 * syncs have not, and it makes a pipe's or a socket's read or write
+	 * inside io_submit(), so the data has gone through once io_submit()
+	 * has returned.
 	 */
 	afs_ctx_put(ctx);
 	while ((refs = atomic_load(&ctx->refs)))
@@ -470,9 +483,15 @@ static void afs_libaio_fb_done(struct afs_fb_req *req)
 
 	ctx->slot[idx].res = req->res;
 	if (atomic_load(&ctx->dead)) {
-		/* Nobody reaps it now: io_destroy() must not wait for it. */
+		/*
+		 * Nobody reaps it now: io_destroy() must not wait for its
+		 * event. Its eventfd is still signalled, before io_destroy()
+		 * can return, as fs/aio.c signals every completion.
+		 */
 		atomic_store_explicit(&ctx->slot[idx].iocb, 0,
 				      memory_order_relaxed);
+		if (f->efd >= 0)
+			eventfd_write(f->efd, 1);
 		afs_ctx_put(ctx);
 		return;
 	}
@@ -506,7 +525,6 @@ static int afs_libaio_fallback(struct io_context *ctx,
 			       const struct aiofsync_req *r)
 {
 	struct afs_libaio_fb *f = calloc(1, sizeof(*f));
-	unsigned int canceled, running;
 	int ret;
 
 	if (!f)
@@ -527,25 +545,29 @@ static int afs_libaio_fallback(struct io_context *ctx,
 	f->fb.len = r->len;
 	f->fb.offset = (off_t)r->offset;
 	f->fb.owner = ctx;
+	/*
+	 * A write is done, for a program written for kernel AIO, once
+	 * io_submit() has returned: io_cancel() must not take it back. A read
+	 * not yet started may be cancelled: it has taken nothing, the data
+	 * stays for the next read. A sync may, as the device's.
+	 */
 	f->fb.tag = r->user_tag;
+	if (r->opcode == AIOFSYNC_OP_WRITE)
+		f->fb.tag |= AFS_TAG_NOCANCEL;
 	f->fb.done = afs_libaio_fb_done;
 	f->fb.release = afs_libaio_fb_release;
 	f->ctx = ctx;
 	atomic_fetch_add(&ctx->refs, 1);
+	/*
+	 * io_submit()'s reference is held: an io_destroy() meanwhile waits for
+	 * this one as well.
+	 */
 	ret = afs_fb_submit(&f->fb);
 	if (ret) {
 		atomic_fetch_sub(&ctx->refs, 1);
 		if (f->efd >= 0)
 			close(f->efd);
 		free(f);
-	} else if (atomic_load(&ctx->dead)) {
-		/*
-		 * io_destroy() cancelled the context's queued helper requests,
-		 * maybe just before this one was queued: it goes too, rather
-		 * than keep io_destroy() waiting on a pipe. (Its completion
-		 * tells nobody: the context is dead.)
-		 */
-		afs_fb_cancel(ctx, -1, r->user_tag, false, &canceled, &running);
 	}
 	return ret;
 }
@@ -1029,6 +1051,7 @@ static int afs_io_cancel(io_context_t ctx, struct iocb *iocb,
 		    (uintptr_t)iocb)
 			continue;
 		tag = afs_tag(gen, idx);
+		/* A helper's write is under tag | AFS_TAG_NOCANCEL: not found. */
 		afs_fb_cancel(ctx, -1, tag, false, &c, &fb_running);
 		fb_canceled += c;
 		if (!afs_dev_cancel(ctx->dev, AIOFSYNC_CANCEL_TAG, -1, tag, &c,
