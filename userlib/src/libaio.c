@@ -47,6 +47,7 @@
 #define AFS_MAX_RW	0x7ffff000UL
 #define AFS_SUBMIT_BATCH 64
 #define AFS_FB_TAKE	16
+#define AFS_RUN_BATCH	16
 
 /*
  * In the tag a helper WRITE is queued under (bit 0, free in a slot's tag):
@@ -89,6 +90,12 @@ struct io_context {
 	 */
 	atomic_uint refs;
 	atomic_bool dead;		/* io_destroy() was called */
+	/*
+	 * Bumped by each io_setup() that takes the header: a handle kept
+	 * across a callback tells whether its context is still the one it
+	 * was (io_queue_run()), even once the header names a new context.
+	 */
+	atomic_uint serial;
 	uint32_t nslots;
 	struct afs_slot *slot;		/* [nslots + 1]: index 0 is "none" */
 	/* Links of the free list, and of fb_head's queue: same indices */
@@ -400,6 +407,7 @@ static int afs_io_setup(int maxevents, io_context_t *ctxp)
 	atomic_store(&ctx->fb_ready, 0);
 	atomic_store(&ctx->kick, -1);
 	atomic_store(&ctx->dead, false);
+	atomic_fetch_add(&ctx->serial, 1);
 	atomic_store(&ctx->refs, 1);
 	ctx->list_next = afs_ctxs.head;
 	afs_ctxs.head = ctx;
@@ -1082,31 +1090,59 @@ static int afs_io_queue_release(io_context_t ctx)
 }
 
 /*
- * Call each reaped request's callback (iocb->data, io_set_callback()). No
- * reference is held across the callbacks: one may call io_destroy(), which
- * waits until no call runs on the context; the rest is then discarded.
+ * afs_ctx_get() of the context that io_setup() number @serial made, not of
+ * one set up since in the same header.
+ */
+static bool afs_ctx_get_same(struct io_context *ctx, unsigned int serial)
+{
+	if (!afs_ctx_get(ctx))
+		return false;
+	if (atomic_load(&ctx->serial) == serial)
+		return true;
+	afs_ctx_put(ctx);
+	return false;
+}
+
+/*
+ * Call each reaped request's callback (iocb->data, io_set_callback()).
+ * libaio's io_queue_run() reaps one event per io_getevents() and returns
+ * what the last one said: 0 once none is left, -EINVAL once a callback (or
+ * another thread) has destroyed the context, and no callback runs after
+ * that. Here up to AFS_RUN_BATCH events are taken at a time, so the context
+ * is looked at after each callback: once it is gone - destroyed, its header
+ * maybe set up anew, or left behind by a fork() in the callback - the rest
+ * of the batch is dropped, as fs/aio.c's io_destroy() drops the events in
+ * the ring, and the callbacks never see iocbs the program may have freed
+ * with its context. No reference is held across the callbacks: one may
+ * call io_destroy(), which waits until no call runs on the context.
  */
 static int afs_io_queue_run(io_context_t ctx)
 {
-	struct io_event ev[16];
-	bool first = true;
+	struct io_event ev[AFS_RUN_BATCH];
+	unsigned int serial;
 	io_callback_t cb;
 	int n, i;
 
-	do {
-		if (!afs_ctx_get(ctx))
-			return first ? -EINVAL : 0;
-		first = false;
-		n = afs_reap(ctx, 0, 16, ev, 0);
+	if (!afs_ctx_get(ctx))
+		return -EINVAL;
+	serial = atomic_load(&ctx->serial);
+	for (;;) {
+		n = afs_reap(ctx, 0, AFS_RUN_BATCH, ev, 0);
 		afs_ctx_put(ctx);
 		for (i = 0; i < n; i++) {
 			cb = (io_callback_t)(uintptr_t)ev[i].data;
 			if (cb)
 				cb(ctx, (struct iocb *)(uintptr_t)ev[i].obj,
 				   (long)ev[i].res, (long)ev[i].res2);
+			if (!afs_ctx_ok(ctx) ||
+			    atomic_load(&ctx->serial) != serial)
+				return -EINVAL;
 		}
-	} while (n == 16);
-	return n < 0 ? n : 0;
+		if (n < AFS_RUN_BATCH)
+			return n < 0 ? n : 0;
+		if (!afs_ctx_get_same(ctx, serial))
+			return -EINVAL;
+	}
 }
 
 /*

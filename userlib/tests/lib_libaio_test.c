@@ -1310,7 +1310,8 @@ static void destroy_from_callback(io_context_t ctx, struct iocb *iocb,
 
 /*
  * A callback of io_queue_run() may destroy the context: io_destroy() then
- * waits for no call of its own thread, and io_queue_run() stops.
+ * waits for no call of its own thread, and io_queue_run() stops with what
+ * libaio's next io_getevents() says, -EINVAL.
  */
 TEST_F(la, queue_run_callback_destroys)
 {
@@ -1322,11 +1323,46 @@ TEST_F(la, queue_run_callback_destroys)
 	io_set_callback(&self->w, destroy_from_callback);
 	ASSERT_EQ(1, io_submit(ctx, 1, one));
 	ASSERT_EQ(0, io_queue_wait(ctx, &long_wait));
-	EXPECT_EQ(0, io_queue_run(ctx));
+	EXPECT_EQ(-EINVAL, io_queue_run(ctx));
 	ASSERT_EQ(1, ncalled);
 	EXPECT_EQ(BS, called[0].res);
 	EXPECT_EQ(0, called[0].res2) TH_LOG("io_destroy() in the callback failed");
 	EXPECT_EQ(-EINVAL, io_queue_run(ctx));
+}
+
+/*
+ * Two events there to run, and the first callback destroys the context
+ * (a program then frees its iocbs and buffers): the second callback never
+ * runs. libaio's io_queue_run() takes one event per io_getevents(), and the
+ * one after the destroy says -EINVAL, which it returns.
+ */
+TEST_F(la, queue_run_stops_after_destroy)
+{
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct pollfd pe = { .fd = efd, .events = POLLIN };
+	struct iocb w2, *two[2] = { &self->w, &w2 };
+	io_context_t ctx = NULL;
+	uint64_t n, seen = 0;
+
+	ASSERT_LE(0, efd);
+	ncalled = 0;
+	ASSERT_EQ(0, io_setup(4, &ctx));
+	io_prep_pwrite(&w2, self->fd, self->buf, BS, BS);
+	io_set_callback(&self->w, destroy_from_callback);
+	io_set_callback(&w2, destroy_from_callback);
+	io_set_eventfd(&self->w, efd);
+	io_set_eventfd(&w2, efd);
+	ASSERT_EQ(2, io_submit(ctx, 2, two));
+	/* Counted once there to reap: both are, and none is reaped yet. */
+	while (seen < 2) {
+		ASSERT_EQ(1, poll(&pe, 1, LT_WAIT_SEC * 1000));
+		ASSERT_EQ(sizeof(n), read(efd, &n, sizeof(n)));
+		seen += n;
+	}
+	EXPECT_EQ(-EINVAL, io_queue_run(ctx));
+	EXPECT_EQ(1, ncalled) TH_LOG("a callback ran after the destroy");
+	EXPECT_EQ(0, called[0].res2) TH_LOG("io_destroy() in the callback failed");
+	close(efd);
 }
 
 /*
