@@ -268,6 +268,22 @@ TEST_F(la, io_cancel_queued)
  */
 static void (*before_cancel)(void);
 
+/*
+ * While asking is set: the longest wait the library asked of the system,
+ * in nanoseconds (UINT64_MAX: no limit) - a REAP for at least one event,
+ * or a ppoll() (io_pgetevents() waits there). What a timeout becomes is
+ * checked by that, exactly, rather than by how long a call took, which a
+ * loaded machine stretches.
+ */
+static atomic_bool asking;
+static _Atomic uint64_t asked_ns;
+
+static void note_wait(uint64_t ns)
+{
+	if (atomic_load(&asking) && ns > atomic_load(&asked_ns))
+		atomic_store(&asked_ns, ns);
+}
+
 int ioctl(int fd, unsigned long request, ...)
 {
 	void (*hook)(void) = before_cancel;
@@ -281,7 +297,26 @@ int ioctl(int fd, unsigned long request, ...)
 		before_cancel = NULL;
 		hook();
 	}
+	if ((request == AIOFSYNC_IOC_REAP ||
+	     request == AIOFSYNC_IOC_REAP_TAKES) &&
+	    ((const struct aiofsync_reap *)arg)->min_nr)
+		note_wait(((const struct aiofsync_reap *)arg)->timeout_ns);
 	return syscall(SYS_ioctl, fd, request, arg);
+}
+
+/* The library's ppoll(), as ioctl() above: noted, then made. */
+int ppoll(struct pollfd *fds, nfds_t nfds, const struct timespec *tmo,
+	  const sigset_t *mask)
+{
+	struct timespec copy, *t = NULL;
+
+	if (tmo) {
+		copy = *tmo;
+		t = &copy;
+	}
+	note_wait(tmo ? (uint64_t)tmo->tv_sec * 1000000000ULL +
+			(uint64_t)tmo->tv_nsec : UINT64_MAX);
+	return syscall(SYS_ppoll, fds, nfds, t, mask, _NSIG / 8);
 }
 
 /* What another thread does while io_cancel() runs: reap, submit anew. */
@@ -450,50 +485,66 @@ TEST_F(la, submit_partial)
 }
 
 /*
- * Milliseconds io_getevents() (io_pgetevents() with @mask) took to return 0
- * with nothing to reap, or its result if not 0 (-1000 for events).
+ * io_getevents() (io_pgetevents() with @mask) with nothing to reap: its
+ * result, the milliseconds it took, and the longest wait it asked for.
  */
-static long empty_wait_ms(FIXTURE_DATA(la) *self, struct timespec ts,
-			  sigset_t *mask)
+struct empty_wait {
+	int ret;
+	long ms;
+	uint64_t asked_ns;
+};
+
+static struct empty_wait empty_wait(FIXTURE_DATA(la) *self,
+				    struct timespec ts, sigset_t *mask)
 {
+	struct empty_wait w;
 	struct timespec a, b;
 	struct io_event ev;
-	int ret;
 
+	atomic_store(&asked_ns, 0);
+	atomic_store(&asking, true);
 	clock_gettime(CLOCK_MONOTONIC, &a);
-	ret = mask ? io_pgetevents(self->ctx, 1, 1, &ev, &ts, mask) :
-		     io_getevents(self->ctx, 1, 1, &ev, &ts);
+	w.ret = mask ? io_pgetevents(self->ctx, 1, 1, &ev, &ts, mask) :
+		       io_getevents(self->ctx, 1, 1, &ev, &ts);
 	clock_gettime(CLOCK_MONOTONIC, &b);
-	if (ret)
-		return ret < 0 ? ret : -1000;
-	return (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	atomic_store(&asking, false);
+	w.ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	w.asked_ns = atomic_load(&asked_ns);
+	return w;
 }
 
 /*
  * Timeouts as the system call takes them (fs/aio.c: timespec64_to_ktime(),
  * no validity check): tv_sec * 1e9 + tv_nsec in wrapping 64 bits, a total
- * <= 0 does not wait. Never -EINVAL.
+ * <= 0 does not wait. Never -EINVAL. A wait lasts at least its timeout, and
+ * the library never asks for a longer one (nor for any, when it must not
+ * wait); how long a call took is never bounded from above.
  */
 static void kernel_timeouts(struct __test_metadata *_metadata,
 			    FIXTURE_DATA(la) *self, sigset_t *mask)
 {
-	long ms;
+	static const struct {
+		struct timespec ts;
+		uint64_t ns;
+	} cases[] = {
+		{ { 0, 1200000000L }, 1200000000ULL },
+		{ { 2, -1500000000L }, 500000000ULL },
+		{ { -1, 0 }, 0 },
+		{ { 0, -1 }, 0 },
+		/* Just under KTIME_SEC_MAX: the sum wraps negative, no wait. */
+		{ { 9223372035, 2000000000L }, 0 },
+	};
+	struct empty_wait w;
+	unsigned int i;
 
-	ms = empty_wait_ms(self, (struct timespec){ 0, 1200000000L }, mask);
-	EXPECT_LE(1200, ms);
-	EXPECT_GT(LT_WAIT_SEC * 1000, ms);
-	ms = empty_wait_ms(self, (struct timespec){ 2, -1500000000L }, mask);
-	EXPECT_LE(500, ms);
-	EXPECT_GT(2000, ms);
-	EXPECT_GT(1000, empty_wait_ms(self, (struct timespec){ -1, 0 }, mask));
-	EXPECT_LE(0, empty_wait_ms(self, (struct timespec){ -1, 0 }, mask));
-	EXPECT_GT(1000, empty_wait_ms(self, (struct timespec){ 0, -1 }, mask));
-	EXPECT_LE(0, empty_wait_ms(self, (struct timespec){ 0, -1 }, mask));
-	/* Just under KTIME_SEC_MAX: the sum wraps negative, no wait. */
-	ms = empty_wait_ms(self,
-			   (struct timespec){ 9223372035, 2000000000L }, mask);
-	EXPECT_LE(0, ms);
-	EXPECT_GT(1000, ms);
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		w = empty_wait(self, cases[i].ts, mask);
+		EXPECT_EQ(0, w.ret) TH_LOG("case %u", i);
+		EXPECT_LE(cases[i].ns / 1000000, w.ms) TH_LOG("case %u", i);
+		EXPECT_GE(cases[i].ns, w.asked_ns)
+			TH_LOG("case %u: asked for a wait of %llu ns", i,
+			       (unsigned long long)w.asked_ns);
+	}
 }
 
 TEST_F(la, getevents_args)
@@ -596,15 +647,38 @@ TEST_F(la, queue_init_args)
 	EXPECT_EQ(-EINVAL, io_setup(4, &ctx));
 }
 
+/* Signal @target every 20 ms until @stop, for LT_WAIT_SEC at most. */
+struct nagger {
+	pthread_t thread, target;
+	atomic_bool stop;
+};
+
+static void *nag_main(void *arg)
+{
+	struct nagger *n = arg;
+	int i;
+
+	for (i = 0; i < LT_WAIT_SEC * 50 && !atomic_load(&n->stop); i++) {
+		usleep(20 * 1000);
+		pthread_kill(n->target, SIGUSR1);
+	}
+	return NULL;
+}
+
+/*
+ * A signal during the wait ends it with -EINTR. Signals come until the call
+ * has returned: one that came before the wait began would be missed by it.
+ */
 TEST_F(la, getevents_eintr)
 {
+	struct nagger n = { .target = pthread_self() };
 	struct io_event ev;
-	struct lt_later l;
 
 	ASSERT_EQ(0, lt_catch(SIGUSR1));
-	ASSERT_EQ(0, lt_signal_later(&l, SIGUSR1, 100));
+	ASSERT_EQ(0, pthread_create(&n.thread, NULL, nag_main, &n));
 	EXPECT_EQ(-EINTR, io_getevents(self->ctx, 1, 1, &ev, NULL));
-	lt_join(&l);
+	atomic_store(&n.stop, true);
+	pthread_join(n.thread, NULL);
 }
 
 /* io_pgetevents(): the signal blocked everywhere else gets in during the wait. */
@@ -630,7 +704,8 @@ TEST_F(la, pgetevents_sigmask)
 
 /*
  * io_pgetevents() with a sigmask it cannot read: -EFAULT, as the system call
- * says, at once; not ppoll() failing again and again (alarm() ends a spin).
+ * says; not ppoll() failing again and again (alarm() ends a spin, with the
+ * bound every wait of these tests has).
  */
 TEST_F(la, pgetevents_bad_sigmask)
 {
@@ -639,7 +714,7 @@ TEST_F(la, pgetevents_bad_sigmask)
 	struct io_event ev;
 
 	ASSERT_NE(MAP_FAILED, unmapped);
-	alarm(5);
+	alarm(LT_WAIT_SEC);
 	EXPECT_EQ(-EFAULT, io_pgetevents(self->ctx, 1, 1, &ev, NULL, unmapped));
 	alarm(0);
 	munmap(unmapped, 4096);
@@ -1445,6 +1520,8 @@ TEST_F(la, getevents_waits_for_min_nr)
 	long ms;
 
 	ASSERT_EQ(1, io_submit(self->ctx, 1, first));
+	/* The write's event there first: the 200 ms are not its deadline. */
+	ASSERT_EQ(0, io_queue_wait(self->ctx, &long_wait));
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	EXPECT_EQ(1, io_getevents(self->ctx, 2, 3, ev, &ts));
 	clock_gettime(CLOCK_MONOTONIC, &t1);
