@@ -181,34 +181,16 @@ static int afs_marker_file(void)
 	return expected;
 }
 
-int afs_dev_post_marker(int dev, uint64_t tag, int resfd)
+int afs_dev_post_marker(int dev, uint64_t tag)
 {
-	struct timespec pause = { 0, 1000000 };
 	struct aiofsync_req r;
 	int mfd = afs_marker_file(), ret;
 
 	if (mfd < 0)
 		return mfd;
 	afs_dev_req_init(&r, AIOFSYNC_OP_FDATASYNC, mfd, tag);
-	if (resfd >= 0) {
-		r.flags = AIOFSYNC_REQ_EVENTFD;
-		r.resfd = (uint32_t)resfd;
-	}
-	/*
-	 * A full context empties as its owner reaps; a marker is only ever
-	 * posted on behalf of a request that was accounted for, so waiting
-	 * (1 ms, doubling to 100 ms) ends.
-	 */
-	while ((ret = afs_dev_submit(dev, &r, 1)) == -EAGAIN ||
-	       ret == -ENOMEM) {
-		nanosleep(&pause, NULL);
-		if (pause.tv_nsec < 100000000)
-			pause.tv_nsec *= 2;
-	}
-	/* An eventfd the device refuses must not cost the completion. */
-	if ((ret == -EINVAL || ret == -EBADF) && resfd >= 0)
-		return afs_dev_post_marker(dev, tag, -1);
-	return ret < 0 ? ret : 0;
+	ret = afs_dev_submit(dev, &r, 1);
+	return ret < 0 ? ret : ret ? 0 : -EAGAIN;
 }
 
 int afs_dev_eventfd_dup(int fd)

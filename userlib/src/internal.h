@@ -121,13 +121,13 @@ int afs_dev_cancel(int dev, uint32_t flags, int fd, uint64_t tag,
  * Queue a request that completes at once with @tag: an FDATASYNC of a private
  * memfd that nothing ever writes. It lets a thread that is not the device put
  * an event into a context's completion queue, behind every event already
- * there. With @resfd >= 0 the device signals that eventfd once the event is
- * there to reap (if it refuses the eventfd, the marker goes without). Returns
- * 0 or -errno (never -EAGAIN: that is waited out).
+ * there. Returns 0 or -errno, at once: -EAGAIN (or -ENOMEM) when the context
+ * or the device is full, which only the reaping of events ends; the caller
+ * decides how to wait for that.
  */
-int afs_dev_post_marker(int dev, uint64_t tag, int resfd);
+int afs_dev_post_marker(int dev, uint64_t tag);
 /*
- * A close-on-exec duplicate of the eventfd @fd, for a marker posted later
+ * A close-on-exec duplicate of the eventfd @fd, for a helper to signal later
  * (the program may close @fd meanwhile); -EBADF or -EINVAL as io_submit()
  * says for a bad aio_resfd, -EAGAIN when out of descriptors.
  */

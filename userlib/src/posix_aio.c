@@ -57,6 +57,12 @@ static struct {
 	/* afs_px_barrier() calls under way: no caller may reap meanwhile. */
 	atomic_uint barriers;
 	/*
+	 * Batches of device events published. Each was reaped first, which
+	 * makes room in a full context: afs_px_barrier() waits for room
+	 * while this moves.
+	 */
+	atomic_uint published;
+	/*
 	 * The device's count of foreground takes (fg_takes) up to which the
 	 * reaping callers have published what they took; it only grows
 	 * (modulo 2^32). The reaper waits for it (afs_posix_after_fg()),
@@ -227,6 +233,7 @@ static void afs_posix_publish(const struct aiofsync_event *ev, int n,
 		b->done[ndone++] = (uintptr_t)cb;
 		afs_posix_finish(cb, ev[i].res, &b->note[i]);
 	}
+	atomic_fetch_add(&afs_px.published, 1);
 	afs_completion_wake();
 	afs_watch_wake(b->done, ndone);
 	if (!fg)
@@ -435,18 +442,42 @@ static bool afs_barrier_done(void *arg)
 	return atomic_load(&((struct afs_barrier *)arg)->done);
 }
 
+/* A barrier's marker, posted again as room may have come. */
+struct afs_marker_try {
+	int dev;
+	uint64_t tag;
+	int ret;
+};
+
+/* Posted, or refused for another reason than a full context or device. */
+static bool afs_marker_posted(void *arg)
+{
+	struct afs_marker_try *t = arg;
+
+	t->ret = afs_dev_post_marker(t->dev, t->tag);
+	return t->ret != -EAGAIN && t->ret != -ENOMEM;
+}
+
+/* How long a barrier waits for room while no device event is published. */
+#define AFS_BARRIER_ROOM_SEC	1
+
 /*
  * Queue a barrier and wait until everything reaped before it is published.
  * That needs one publisher, in reaping order: an aio_suspend() caller that
  * reaps the device is asked to stop first (and none starts until the
  * barrier is through), and the reaper publishes what such a caller handed
- * it before anything it reaps after that.
+ * it before anything it reaps after that. 0, or -EAGAIN when the barrier
+ * could not be queued.
  */
-static void afs_px_barrier(int dev)
+static int afs_px_barrier(int dev)
 {
 	struct afs_barrier b = { false };
+	struct afs_marker_try t = { dev, (uintptr_t)&b | AFS_TAG_BARRIER, 0 };
 	struct timespec pause = { 0, 20 * 1000 * 1000 };
-	int tries = 10;
+	struct timespec room = { AFS_BARRIER_ROOM_SEC, 0 };
+	struct afs_deadline d;
+	unsigned int seen;
+	int tries = 10, ret;
 
 	atomic_fetch_add(&afs_px.barriers, 1);
 	/*
@@ -458,11 +489,28 @@ static void afs_px_barrier(int dev)
 		afs_dev_wake(dev, 0);
 		afs_futex_wait(&afs_px.fg_busy, 1, &pause);
 	}
-	if (!afs_dev_post_marker(dev, (uintptr_t)&b | AFS_TAG_BARRIER, -1)) {
+	/*
+	 * A full context (or device) has room again only once events are
+	 * reaped, which the reaper does on its own: try again after each
+	 * completion published. Requests that stay unfinished (a stalled
+	 * write, a slow disk, another process's requests) may keep it full
+	 * for as long as they like, and the program may be waiting for this
+	 * call to end them: give up after a second in which no device event
+	 * was published. By then nothing the barrier waits for is left to
+	 * publish: what was reaped is published at once, and what was there
+	 * to reap would have made room.
+	 */
+	do {
+		seen = atomic_load(&afs_px.published);
+		afs_deadline_init(&d, &room);
+		ret = afs_completion_wait(afs_marker_posted, &t, &d, true);
+	} while (ret && atomic_load(&afs_px.published) != seen);
+	if (!ret && !t.ret) {
 		/* Signals do not end this wait: the barrier is on its way. */
 		afs_completion_wait(afs_barrier_done, &b, NULL, true);
 	}
 	atomic_fetch_sub(&afs_px.barriers, 1);
+	return ret || t.ret ? -EAGAIN : 0;
 }
 
 /* ---- submission ---- */
@@ -477,9 +525,13 @@ static void afs_fb_posix_done(struct afs_fb_req *req)
 	 * the device's writes to the file, whose completions may still be on
 	 * their way through this process's context: publish it after them.
 	 */
+	/*
+	 * A barrier that found no room has waited until nothing was left
+	 * to publish (see there): the sync's own result goes on.
+	 */
 	if (sync && req->res != -ECANCELED &&
 	    atomic_load(&afs_px.state) == AFS_PX_READY)
-		afs_px_barrier(afs_px.dev);
+		(void)afs_px_barrier(afs_px.dev);
 	afs_posix_complete((struct aiocb *)(uintptr_t)req->tag, req->res);
 }
 
@@ -974,10 +1026,17 @@ static int afs_aio_cancel(int fd, struct aiocb *cb)
 	 * barrier behind them returns once the reaper published them, so that
 	 * aio_error() says ECANCELED, or the result, when we return
 	 * AIO_CANCELED or AIO_ALLDONE. (Not for AIO_NOTCANCELED alone: those
-	 * still in progress are what it says.)
+	 * still in progress are what it says.) A context that stays full
+	 * takes no barrier: then AIO_NOTCANCELED, which promises no status,
+	 * may still be said; else -1 with EAGAIN, as POSIX lets a function
+	 * fail for a resource it lacks: the call may be made again, and what
+	 * it cancelled completes with ECANCELED all the same.
 	 */
-	if (canceled || (!running && !fb_running))
-		afs_px_barrier(dev);
+	if ((canceled || (!running && !fb_running)) && afs_px_barrier(dev) &&
+	    !running && !fb_running) {
+		errno = EAGAIN;
+		return -1;
+	}
 	if (running || fb_running)
 		return AIO_NOTCANCELED;
 	if (canceled || fb_canceled)

@@ -7,6 +7,7 @@
  * the request "not started" here; the stalled write is the running one.
  */
 #include <semaphore.h>
+#include <sys/syscall.h>
 
 #include "lib_test.h"
 #include "../aiofsync.h"
@@ -19,6 +20,10 @@ FIXTURE(cancel)
 	int fd;
 	struct aiocb w, s;
 	struct afs_stall stall;
+	/* Syncs that fill the context (fill_context()), and how many went in. */
+	struct aiocb fill[4];
+	int nfill;
+	long long saved_max_ctx;	/* max_ctx_requests to restore, or -1 */
 };
 
 FIXTURE_SETUP(cancel)
@@ -29,6 +34,8 @@ FIXTURE_SETUP(cancel)
 	ASSERT_EQ(0, afs_stall_init(&self->stall, BS));
 	lt_prep(&self->w, self->fd, self->stall.addr, BS, 0);
 	lt_prep(&self->s, self->fd, NULL, 0, 0);
+	self->nfill = 0;
+	self->saved_max_ctx = -1;
 	/* The running request: a write stalled on its buffer. */
 	ASSERT_EQ(0, aio_write(&self->w));
 	ASSERT_EQ(0, afs_stall_wait_fault(&self->stall, LT_WAIT_SEC * 1000));
@@ -36,8 +43,14 @@ FIXTURE_SETUP(cancel)
 
 FIXTURE_TEARDOWN(cancel)
 {
+	int i;
+
+	if (self->saved_max_ctx >= 0)
+		afs_set_param("max_ctx_requests", self->saved_max_ctx);
 	afs_stall_release(&self->stall, 'r');
 	lt_wait(&self->w);
+	for (i = 0; i < self->nfill; i++)
+		lt_wait(&self->fill[i]);
 	afs_stall_destroy(&self->stall);
 	close(self->fd);
 }
@@ -136,6 +149,137 @@ TEST_F(cancel, canceled_request_is_notified)
 	EXPECT_EQ(AIO_CANCELED, aio_cancel(self->fd, &self->s));
 	ASSERT_EQ(0, lt_sem_wait(&notified));
 	EXPECT_EQ(ECANCELED, notified_err);
+}
+
+/*
+ * A context of 4 requests, full: the stalled write and 3 syncs held behind
+ * it, which complete only once the write does. A fourth sync is refused.
+ */
+static void fill_context(struct __test_metadata *_metadata,
+			 FIXTURE_DATA(cancel) *self)
+{
+	int i, r;
+
+	self->saved_max_ctx = afs_param("max_ctx_requests");
+	ASSERT_LT(0, self->saved_max_ctx);
+	ASSERT_EQ(0, afs_set_param("max_ctx_requests", 4));
+	for (i = 0; i < 4; i++)
+		lt_prep(&self->fill[i], self->fd, NULL, 0, 0);
+	for (i = 0; i < 3; i++) {
+		ASSERT_EQ(0, aio_fsync(O_SYNC, &self->fill[i]));
+		self->nfill++;
+	}
+	r = aio_fsync(O_SYNC, &self->fill[3]);
+	if (!r)
+		self->nfill++;
+	ASSERT_EQ(-1, r) TH_LOG("the context is not full");
+	ASSERT_EQ(EAGAIN, errno);
+}
+
+/* What cancelling makes room for: the barrier goes in at once. */
+TEST_F(cancel, full_context_room_from_the_cancel)
+{
+	int i;
+
+	fill_context(_metadata, self);
+	EXPECT_EQ(AIO_NOTCANCELED, aio_cancel(self->fd, NULL));
+	for (i = 0; i < 3; i++)
+		EXPECT_EQ(ECANCELED, aio_error(&self->fill[i]));
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->w));
+}
+
+struct cancel_call {
+	pthread_t thread;
+	int fd, ret, err;
+	atomic_int tid;
+	atomic_bool returned;
+};
+
+static void *cancel_main(void *arg)
+{
+	struct cancel_call *c = arg;
+
+	atomic_store(&c->tid, gettid());
+	c->ret = aio_cancel(c->fd, NULL);
+	c->err = errno;
+	atomic_store(&c->returned, true);
+	return NULL;
+}
+
+/* The system call thread @tid of ours is blocked in, or -1 (running). */
+static long blocked_in(pid_t tid)
+{
+	char path[64], line[64] = "";
+	int t;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
+	t = open(path, O_RDONLY | O_CLOEXEC);
+	if (t < 0)
+		return -1;
+	if (read(t, line, sizeof(line) - 1) <= 0)
+		line[0] = 0;
+	close(t);
+	return line[0] >= '0' && line[0] <= '9' ? strtol(line, NULL, 10) : -1;
+}
+
+/*
+ * Nothing to cancel on another file, so a barrier, and the context full
+ * with requests that complete only later: aio_cancel() waits for room
+ * asleep on a futex (never a sleep-and-retry), and once the write is let
+ * go and its completion makes room, returns AIO_ALLDONE.
+ */
+TEST_F(cancel, full_context_waits_for_room)
+{
+	struct cancel_call c = { .ret = -2 };
+	int i, futex = 0, sleeps = 0;
+	long nr;
+
+	fill_context(_metadata, self);
+	c.fd = lt_tmpfile("cancel-other", O_RDWR);
+	ASSERT_LE(0, c.fd);
+	ASSERT_EQ(0, pthread_create(&c.thread, NULL, cancel_main, &c));
+	while (!atomic_load(&c.tid))
+		usleep(1000);
+	for (i = 0; i < 30; i++) {
+		usleep(10 * 1000);
+		nr = blocked_in(atomic_load(&c.tid));
+		futex += nr == SYS_futex;
+		sleeps += nr == SYS_nanosleep || nr == SYS_clock_nanosleep;
+	}
+	EXPECT_FALSE(atomic_load(&c.returned));
+	EXPECT_EQ(0, sleeps) TH_LOG("aio_cancel() polls for room");
+	EXPECT_LT(0, futex);
+	ASSERT_EQ(0, afs_stall_release(&self->stall, 'r'));
+	pthread_join(c.thread, NULL);
+	EXPECT_EQ(AIO_ALLDONE, c.ret);
+	EXPECT_EQ(0, lt_wait(&self->w));
+	close(c.fd);
+}
+
+/*
+ * The same, but the requests never complete while aio_cancel() runs (the
+ * program would end them only afterwards): -1 with EAGAIN, after a second
+ * with no completion, rather than a wait without end.
+ */
+TEST_F(cancel, full_context_gives_up)
+{
+	struct timespec t0, t1;
+	int other = lt_tmpfile("cancel-other", O_RDWR);
+	long ms;
+
+	ASSERT_LE(0, other);
+	fill_context(_metadata, self);
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	EXPECT_EQ(-1, aio_cancel(other, NULL));
+	EXPECT_EQ(EAGAIN, errno);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ms = (t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000;
+	EXPECT_LE(900, ms);
+	EXPECT_GT(LT_WAIT_SEC * 1000, ms);
+	/* Nothing of the others was touched. */
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->fill[0]));
+	EXPECT_EQ(EINPROGRESS, aio_error(&self->w));
+	close(other);
 }
 
 /* Busy for @us microseconds: a delay finer than a sleep gives. */
