@@ -12,6 +12,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -353,6 +355,94 @@ static inline void afs_stall_destroy(struct afs_stall *s)
 {
 	munmap(s->addr, s->len);
 	close(s->uffd);
+}
+
+/*
+ * Wait up to @ms for thread @tid of this process to sleep in
+ * ioctl(@fd, @cmd). /proc/self/task/TID/syscall names the system call a
+ * sleeping thread is in, with its arguments ("running" while it runs), so
+ * a reaper seen there has come into AIOFSYNC_IOC_REAP and waits in it: no
+ * guess that it got there within some sleep. When @returned is not NULL,
+ * the caller's thread sets *@returned once its call is back: the wait
+ * stops then, as the call never waited or its wait already ended.
+ * 0 once it sleeps there; -1 if it never did.
+ */
+static inline int afs_wait_blocked_in_ioctl(pid_t tid, int fd,
+					    unsigned long cmd,
+					    const int *returned, int ms)
+{
+	unsigned long long a0, a1;
+	char path[64];
+	int i, in;
+	long nr;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	for (i = 0; i <= ms / 10; i++) {
+		if (returned && __atomic_load_n(returned, __ATOMIC_ACQUIRE))
+			return -1;
+		f = fopen(path, "re");
+		if (!f)
+			return -1;
+		in = fscanf(f, "%ld %llx %llx", &nr, &a0, &a1) == 3 &&
+		     nr == SYS_ioctl && a0 == (unsigned int)fd &&
+		     a1 == (unsigned long long)cmd;
+		fclose(f);
+		if (in)
+			return 0;
+		usleep(10000);
+	}
+	return -1;
+}
+
+/*
+ * A signal sent to one thread again and again, every @ms, until
+ * afs_signaler_stop(): what ends a wait with EINTR without assuming that
+ * the thread is already in the wait when the signal comes. (One signal
+ * that arrives before the wait starts is handled and gone, and a wait
+ * with no timeout would then never end.)
+ */
+struct afs_signaler {
+	pthread_t thread, target;
+	int sig, ms;
+	int stop, sent;
+};
+
+static inline void *afs_signaler_main(void *arg)
+{
+	struct afs_signaler *s = arg;
+
+	for (;;) {
+		usleep(s->ms * 1000);
+		if (__atomic_load_n(&s->stop, __ATOMIC_ACQUIRE) ||
+		    pthread_kill(s->target, s->sig))
+			break;
+		__atomic_add_fetch(&s->sent, 1, __ATOMIC_RELEASE);
+	}
+	return NULL;
+}
+
+/* Send @sig to the calling thread every @ms from now on. 0, or an errno. */
+static inline int afs_signaler_start(struct afs_signaler *s, int sig, int ms)
+{
+	*s = (struct afs_signaler){ .target = pthread_self(), .sig = sig,
+				    .ms = ms };
+	return pthread_create(&s->thread, NULL, afs_signaler_main, s);
+}
+
+/*
+ * Stop the signals; the calling thread (the target) has handled the last
+ * one when this returns. Returns how many were sent.
+ */
+static inline int afs_signaler_stop(struct afs_signaler *s)
+{
+	sigset_t pending;
+
+	__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
+	pthread_join(s->thread, NULL);
+	/* The return of any system call runs the handler of a signal pending. */
+	sigpending(&pending);
+	return __atomic_load_n(&s->sent, __ATOMIC_ACQUIRE);
 }
 
 #endif /* AIOFSYNC_SELFTEST_UTIL_H */
