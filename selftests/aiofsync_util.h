@@ -436,12 +436,16 @@ static inline int afs_signaler_start(struct afs_signaler *s, int sig, int ms)
  */
 static inline int afs_signaler_stop(struct afs_signaler *s)
 {
-	sigset_t pending;
+	sigset_t set, old;
 
+	/* Blocked meanwhile: no signal interrupts the join. */
+	sigemptyset(&set);
+	sigaddset(&set, s->sig);
+	pthread_sigmask(SIG_BLOCK, &set, &old);
 	__atomic_store_n(&s->stop, 1, __ATOMIC_RELEASE);
 	pthread_join(s->thread, NULL);
-	/* The return of any system call runs the handler of a signal pending. */
-	sigpending(&pending);
+	/* A signal still pending is handled as this call returns. */
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return __atomic_load_n(&s->sent, __ATOMIC_ACQUIRE);
 }
 
