@@ -47,7 +47,7 @@ else
 	secs=1 secs4=1 fiosecs=3
 	w1_F=(1 4 16 64) w1_Q=(1 4) w2_T=(1 4 16 64) w4_N=(1 100 1000 10000) w4_M=(1 1000)
 fi
-peers=(plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib)
+peers=(plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib aiofsync-libaio)
 
 mkdir -p "$dir" || exit 1
 dev=$(findmnt -n -o SOURCE --target "$dir" 2>/dev/null)
@@ -83,7 +83,7 @@ cell() {
 	if [ -n "$only" ] && ! [[ "w$w $peer $*" =~ $only ]]; then
 		return 0
 	fi
-	if [ "$peer" = aiofsync-lib ]; then
+	if [[ $peer == aiofsync-lib* ]]; then
 		if [ ! -x "$binlib" ]; then
 			echo "NA w=w$w peer=$peer $* reason=libaiofsync_not_built"
 			return 0

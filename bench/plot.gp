@@ -6,7 +6,7 @@
 # peer's median with its min-max as error bars. Columns of a .dat file: x,
 # then median min max for each peer in the order below.
 
-peers = "plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib"
+peers = "plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib aiofsync-libaio"
 np = words(peers)
 set datafile missing "-"
 set terminal pngcairo size 900,560 font "sans,10"

@@ -160,7 +160,9 @@ function w1_section(w, what) {
 function verdict(ok) { return ok ? "**met**" : "**missed**" }
 
 BEGIN {
-	np = split("plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib", P, " ")
+	np = split("plain glibc libaio uring-link uring-drain aiofsync aiofsync-lib aiofsync-libaio", P, " ")
+	# The peers the targets are checked for.
+	NW = split("aiofsync aiofsync-lib aiofsync-libaio", WHO, " ")
 	if (meta != "")
 		while ((getline line < meta) > 0) {
 			k = substr(line, 1, index(line, " ") - 1)
@@ -368,8 +370,8 @@ END {
 		w = wq == 1 ? "w1" : "w1q"
 		wn = wq == 1 ? "W1" : "W1 (Q=" Q ")"
 		n1 = split(plist[w], w1p, ",")
-		for (tp = 1; tp <= 2; tp++) {
-			who = tp == 1 ? "aiofsync" : "aiofsync-lib"
+		for (tp = 1; tp <= NW; tp++) {
+			who = WHO[tp]
 			for (j = 1; j <= n1; j++) {
 				a = w SUBSEP w1p[j] SUBSEP who
 				if (!collect(a, "rate")) {
@@ -383,8 +385,8 @@ END {
 		}
 	}
 	n2 = split(plist["w2"], w2p, ",")
-	for (tp = 1; tp <= 2; tp++) {
-		who = tp == 1 ? "aiofsync" : "aiofsync-lib"
+	for (tp = 1; tp <= NW; tp++) {
+		who = WHO[tp]
 		for (j = 1; j <= n2; j++) {
 			if (w2p[j] != "T=16" && w2p[j] != "T=64") continue
 			a = "w2" SUBSEP w2p[j] SUBSEP who
@@ -397,8 +399,8 @@ END {
 			print "| W2 " w2p[j] ": " who " ≤0.3 flushes/commit, ≥3× glibc commits/s | " sprintf("%.3f", fpcm) " flushes/commit, " s1 " glibc | " verdict(fpcm <= 0.3 && r1 >= 3) " |"
 		}
 	}
-	for (tp = 1; tp <= 2; tp++) {
-		who = tp == 1 ? "aiofsync" : "aiofsync-lib"
+	for (tp = 1; tp <= NW; tp++) {
+		who = WHO[tp]
 		a = "w3" SUBSEP w3p[1] SUBSEP who
 		if (!collect(a, "cpu")) {
 			print "| W3: " who " CPU/request ≤1.5× uring-link | " ((a in failed_cell) ? "FAIL" : "n/a") " | – |"
@@ -407,8 +409,8 @@ END {
 		s1 = show_ratio(a, "w3" SUBSEP w3p[1] SUBSEP "uring-link", "cpu"); r1 = RATIO
 		print "| W3: " who " CPU/request ≤1.5× uring-link | " s1 " | " verdict(r1 <= 1.5) " |"
 	}
-	for (tp = 1; tp <= 2; tp++) {
-		who = tp == 1 ? "aiofsync" : "aiofsync-lib"
+	for (tp = 1; tp <= NW; tp++) {
+		who = WHO[tp]
 		for (k = 1; k <= nm; k++) {
 			m = ms[k]
 			nn = split(mlist[m], mp, ",")

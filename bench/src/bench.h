@@ -72,7 +72,7 @@ struct peer_ops {
 
 extern const struct peer_ops peer_plain;
 extern const struct peer_ops peer_posix;	/* glibc or aiofsync-lib */
-extern const struct peer_ops peer_libaio;
+extern const struct peer_ops peer_libaio;	/* libaio or aiofsync-libaio */
 extern const struct peer_ops peer_uring_link;
 extern const struct peer_ops peer_uring_drain;
 extern const struct peer_ops peer_aiofsync;

@@ -56,7 +56,7 @@
 
 static const struct peer_ops *const peers[] = {
 #ifdef AIOFBENCH_LIB
-	&peer_posix,
+	&peer_posix, &peer_libaio,
 #else
 	&peer_plain, &peer_posix, &peer_libaio, &peer_uring_link,
 	&peer_uring_drain, &peer_aiofsync,

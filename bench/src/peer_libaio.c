@@ -4,12 +4,26 @@
  * IOCB_CMD_FSYNC/FDSYNC runs as soon as it is submitted, ordered behind
  * nothing, so the driver submits a commit's sync only after its writes
  * completed (needs_user_order): the round trip this peer costs.
+ *
+ * Peer "aiofsync-libaio": the same code built into aiofbench-lib, where
+ * -laiofsync provides io_submit() and io_getevents() on /dev/aiofsync. The
+ * device keeps a sync behind the writes to its file submitted before it, so
+ * a commit's writes and its sync go in one io_submit() call, as a program
+ * written for libaio would submit them once the library orders.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <libaio.h>
 
 #include "bench.h"
+
+#ifdef AIOFBENCH_LIB
+#define LIBAIO_PEER_NAME "aiofsync-libaio"
+#define LIBAIO_ORDERS 1
+#else
+#define LIBAIO_PEER_NAME "libaio"
+#define LIBAIO_ORDERS 0
+#endif
 
 struct peer {
 	io_context_t ctx;
@@ -42,7 +56,7 @@ static struct peer *libaio_open(const struct peer_opts *o)
 static struct iocb *next_cb(struct peer *p)
 {
 	if (p->n == p->cap) {
-		fail("libaio: more than %u requests queued", p->cap);
+		fail(LIBAIO_PEER_NAME ": more than %u requests queued", p->cap);
 		return NULL;
 	}
 	p->ptrs[p->n] = &p->cbs[p->n];
@@ -122,8 +136,8 @@ static void libaio_close(struct peer *p)
 }
 
 const struct peer_ops peer_libaio = {
-	.name = "libaio",
-	.needs_user_order = 1,
+	.name = LIBAIO_PEER_NAME,
+	.needs_user_order = !LIBAIO_ORDERS,
 	.open = libaio_open,
 	.queue_write = libaio_write,
 	.queue_sync = libaio_sync,
