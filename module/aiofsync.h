@@ -62,15 +62,17 @@ enum aiofsync_state {
 };
 
 /*
- * READ/WRITE work that one submit call has made runnable, queued when the
- * call ends, when the plug is full, or before the call would block on its
- * request array: see aiofsync_ctx_plug(). Only the submitting task touches
- * it (under ctx.lock, or in the call itself), so it needs no lock of its own.
+ * Work that one submit call has made runnable (READ/WRITE work, and the
+ * flush of an inode whose sync it made ready), queued when the call ends,
+ * when the plug is full, or before the call would block on its request
+ * array: see aiofsync_ctx_plug(). Only the submitting task touches it (under
+ * ctx.lock, or in the call itself), so it needs no lock of its own.
  */
 #define AIOFSYNC_PLUG_MAX	64
 struct aiofsync_plug {
 	struct task_struct *task;	/* the submitting task */
 	unsigned int nr;
+	unsigned long flushes;		/* bit i: work[i] is a flush */
 	struct work_struct *work[AIOFSYNC_PLUG_MAX];
 };
 
@@ -188,7 +190,8 @@ struct aiofsync_ctx *aiofsync_ctx_alloc(void);
 void aiofsync_ctx_put(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_close(struct aiofsync_ctx *ctx);
 void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx);
-void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work);
+void aiofsync_ctx_queue(struct aiofsync_ctx *ctx, struct workqueue_struct *wq,
+			struct work_struct *work);
 void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
 void aiofsync_ctx_unplug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug);
 void aiofsync_plug_flush(struct aiofsync_plug *plug);

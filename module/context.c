@@ -78,27 +78,34 @@ void aiofsync_plug_flush(struct aiofsync_plug *plug)
 	unsigned int i;
 
 	for (i = 0; i < plug->nr; i++)
-		queue_work(aiofsync_wq, plug->work[i]);
+		queue_work(plug->flushes & BIT(i) ? aiofsync_flush_wq :
+			   aiofsync_wq, plug->work[i]);
 	plug->nr = 0;
+	plug->flushes = 0;
 }
 
 /*
- * Queue the work of a READ/WRITE (a request's own, or its inode's writer)
- * on the workqueue; during a submit call of the current task, hold it in
- * the call's plug instead. Called with the context's lock held.
+ * Queue work that a request of @ctx made runnable (a READ/WRITE's own, its
+ * inode's writer, or its inode's flush) on @wq; during a submit call of the
+ * current task, hold it in the call's plug instead. Called with the
+ * context's lock held.
  */
-void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work)
+void aiofsync_ctx_queue(struct aiofsync_ctx *ctx, struct workqueue_struct *wq,
+			struct work_struct *work)
 {
 	struct aiofsync_plug *plug = ctx->plug;
 
 	lockdep_assert_held(&ctx->lock);
 
 	if (!plug || plug->task != current) {
-		queue_work(aiofsync_wq, work);
+		queue_work(wq, work);
 		return;
 	}
+	BUILD_BUG_ON(AIOFSYNC_PLUG_MAX > BITS_PER_LONG);
 	if (plug->nr == AIOFSYNC_PLUG_MAX)
 		aiofsync_plug_flush(plug);
+	if (wq == aiofsync_flush_wq)
+		plug->flushes |= BIT(plug->nr);
 	plug->work[plug->nr++] = work;
 }
 
@@ -115,9 +122,13 @@ void aiofsync_ctx_queue_io(struct aiofsync_ctx *ctx, struct work_struct *work)
  * and 561 -> 460 us); W2 and W3 level. Only one plug per context at a
  * time: a second thread submitting meanwhile queues its own work at once.
  *
- * What a plug holds may be shared: an inode's writer serves every context
- * that writes to the file, and while it waits in one call's plug the other
- * contexts' writes to that file only join its list. So a plug holds work
+ * The same holds for the flush of an inode whose sync the call made ready
+ * (a sync of a clean file): see aiofsync_kick_flush().
+ *
+ * What a plug holds may be shared: an inode's writer or its flush serves
+ * every context that writes to or syncs the file, and while it waits in one
+ * call's plug the other contexts' writes and syncs of that file only join
+ * its lists. So a plug holds work
  * only while the call does work of its own (at most max_ctx_requests
  * requests), never across a wait that someone else ends: it is queued
  * before the call reads a part of its request array that is not in memory
@@ -129,6 +140,7 @@ void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug)
 {
 	plug->task = current;
 	plug->nr = 0;
+	plug->flushes = 0;
 	spin_lock(&ctx->lock);
 	if (!ctx->plug)
 		ctx->plug = plug;
@@ -168,7 +180,7 @@ void aiofsync_ctx_dispatch(struct aiofsync_ctx *ctx)
 			ctx->nr_running++;
 			if (req->ev.opcode != AIOFSYNC_OP_WRITE ||
 			    !aiofsync_order_run_write(req))
-				aiofsync_ctx_queue_io(ctx, &req->work);
+				aiofsync_ctx_queue(ctx, aiofsync_wq, &req->work);
 		}
 	}
 }

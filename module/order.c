@@ -186,8 +186,21 @@ static void aiofsync_drop_deadline(struct aiofsync_inode *ai)
  * commits in flight per file; 6.1, 6 repetitions, medians): on xfs 0.30 ->
  * 0.17 flushes per commit at 16 threads, 0.85 -> 0.64 at 4 files; on ext4
  * 0.24 -> 0.21 and 0.49 -> 0.48.
+ *
+ * @submitter: the context of a sync that the current submit call made
+ * ready, whose lock is held: the flush then waits in the call's plug like
+ * the call's writes (aiofsync_ctx_plug()). A burst of syncs of clean files
+ * otherwise wakes a flush worker per sync in the middle of the call, each
+ * of which may preempt the submitter, and the flushes reach the disk
+ * spread out instead of together. Side by side (6.1, ext4, W4 over 1000
+ * files, 5 repetitions of 1 s, per-round ratios, medians): 1.87x, 1.43x and
+ * 1.74x the syncs per second with 100, 1000 and 10000 in flight (0.228 ->
+ * 0.118, 0.244 -> 0.147 and 0.160 -> 0.070 disk flushes per sync; CPU per
+ * sync 70 -> 38, 84 -> 79 and 79 -> 45 us); W1, W2, W3 and W4 on one file
+ * within their spread.
  */
-static void aiofsync_kick_flush(struct aiofsync_inode *ai, bool writer)
+static void aiofsync_kick_flush(struct aiofsync_inode *ai, bool writer,
+				struct aiofsync_ctx *submitter)
 {
 	lockdep_assert_held(&ai->lock);
 
@@ -206,7 +219,10 @@ static void aiofsync_kick_flush(struct aiofsync_inode *ai, bool writer)
 	}
 	ai->flushing = true;
 	refcount_inc(&ai->ref);
-	queue_work(aiofsync_flush_wq, &ai->flush_work);
+	if (submitter)
+		aiofsync_ctx_queue(submitter, aiofsync_flush_wq, &ai->flush_work);
+	else
+		queue_work(aiofsync_flush_wq, &ai->flush_work);
 	aiofsync_drop_deadline(ai);
 }
 
@@ -233,7 +249,7 @@ void aiofsync_order_submit(struct aiofsync_request *req)
 		list_add_tail(&req->write_node, &ai->writes);
 	} else if (list_empty(&ai->writes)) {
 		list_add_tail(&req->queue_node, &ai->ready);
-		aiofsync_kick_flush(ai, false);
+		aiofsync_kick_flush(ai, false, req->ctx);
 	} else {
 		list_add_tail(&req->queue_node, &ai->waiting);
 	}
@@ -255,7 +271,7 @@ void aiofsync_order_write_done(struct aiofsync_request *req)
 			break;
 		list_move_tail(&sync->queue_node, &ai->ready);
 	}
-	aiofsync_kick_flush(ai, false);
+	aiofsync_kick_flush(ai, false, NULL);
 	spin_unlock(&ai->lock);
 }
 
@@ -275,7 +291,7 @@ bool aiofsync_order_run_write(struct aiofsync_request *req)
 	if (!ai->writing) {
 		ai->writing = true;
 		refcount_inc(&ai->ref);
-		aiofsync_ctx_queue_io(req->ctx, &ai->write_work);
+		aiofsync_ctx_queue(req->ctx, aiofsync_wq, &ai->write_work);
 	}
 	spin_unlock(&ai->lock);
 	return true;
@@ -289,7 +305,7 @@ static void aiofsync_deadline_work(struct work_struct *work)
 	spin_lock(&ai->lock);
 	if (ai->deferred) {
 		ai->deferred = false;
-		aiofsync_kick_flush(ai, true);
+		aiofsync_kick_flush(ai, true, NULL);
 	}
 	spin_unlock(&ai->lock);
 	aiofsync_order_put(ai);
@@ -367,7 +383,7 @@ static void aiofsync_write_work(struct work_struct *work)
 	}
 	/* Requeue rather than loop: one busy inode must not hold a worker. */
 	spin_lock(&ai->lock);
-	aiofsync_kick_flush(ai, true);
+	aiofsync_kick_flush(ai, true, NULL);
 	spin_unlock(&ai->lock);
 	queue_work(aiofsync_wq, &ai->write_work);
 }

@@ -613,6 +613,26 @@ TEST_F(abi, submit_stops_at_first_bad_write_runs)
 	EXPECT_STREQ("first", buf);
 }
 
+/*
+ * The flush of a clean file's fsync accepted before the bad request still
+ * starts: the call holds it back like a write, and lets it go on every way
+ * out.
+ */
+TEST_F(abi, submit_stops_at_first_bad_sync_runs)
+{
+	struct aiofsync_req reqs[2] = {
+		afs_req(AIOFSYNC_OP_FSYNC, self->fd, 0, 0, NULL, 1),
+		afs_req(99, self->fd, 0, 0, NULL, 2),
+	};
+	struct aiofsync_event ev[2];
+
+	EXPECT_EQ(1, afs_submit(self->dev, reqs, 2));
+	ASSERT_EQ(1, afs_reap(self->dev, ev, 1, 2, 5000 * AFS_MS));
+	EXPECT_EQ(1, ev[0].user_tag);
+	EXPECT_EQ(0, ev[0].res);
+	EXPECT_EQ(0, afs_reap(self->dev, ev, 1, 2, 100 * AFS_MS));
+}
+
 TEST_F(abi, eventfd_signalled)
 {
 	int efd = eventfd(0, EFD_CLOEXEC);
