@@ -128,13 +128,12 @@ void aiofsync_ctx_queue(struct aiofsync_ctx *ctx, struct workqueue_struct *wq,
  * What a plug holds may be shared: an inode's writer or its flush serves
  * every context that writes to or syncs the file, and while it waits in one
  * call's plug the other contexts' writes and syncs of that file only join
- * its lists. So a plug holds work
- * only while the call does work of its own (at most max_ctx_requests
- * requests), never across a wait that someone else ends: it is queued
- * before the call reads a part of its request array that is not in memory
- * (aiofsync_copy_req()), which may block for as long as whoever serves the
- * fault likes (userfaultfd, FUSE, a network file). An allocation's reclaim
- * is bounded (__GFP_NORETRY).
+ * its lists. So a plug holds work only while the call does work of its own
+ * (at most max_ctx_requests requests), never across a wait that someone
+ * else ends: it is queued before the call reads a part of its request
+ * array that is not in memory (aiofsync_copy_req()), which may block for
+ * as long as whoever serves the fault likes (userfaultfd, FUSE, a network
+ * file). An allocation's reclaim is bounded (__GFP_NORETRY).
  */
 void aiofsync_ctx_plug(struct aiofsync_ctx *ctx, struct aiofsync_plug *plug)
 {
