@@ -175,8 +175,8 @@ static int limit_fsize(rlim_t limit)
 /*
  * Whether a SIGXFSZ is pending; takes it (setting SIG_IGN again discards
  * a pending one). No sigtimedwait(): a 32-bit program's fails with ENOSYS
- * on a kernel without CONFIG_COMPAT_32BIT_TIME, as the debug kernel is,
- * and a signal pending would have looked like none.
+ * on a kernel built without CONFIG_COMPAT_32BIT_TIME, and a signal pending
+ * would have looked like none.
  */
 static int xfsz_raised(void)
 {
@@ -751,11 +751,6 @@ TEST_F(abi, reap_timeout_expires)
 				 b.tv_nsec - a.tv_nsec);
 }
 
-/*
- * Not in the 32-bit build: the race is the same there, and the debug
- * kernel has no COMPAT_32BIT_TIME, whose futex glibc's i386 threads need.
- */
-#ifndef __i386__
 struct reaper {
 	int dev, calls, short_calls;
 	long last;
@@ -813,7 +808,6 @@ TEST_F(abi, concurrent_reapers_each_get_min_nr)
 		}
 	}
 }
-#endif
 
 static volatile sig_atomic_t alarms;
 
@@ -827,8 +821,8 @@ static void on_alarm(int sig)
  * A wait with no timeout and no event to come ends only for the signal:
  * a SIGALRM every 50 ms until the call returns, as one that came before
  * the call started to wait would be handled and gone. (An interval timer,
- * not a thread: a 32-bit program's pthread_join() aborts on the debug
- * kernel, built without CONFIG_COMPAT_32BIT_TIME.)
+ * not a thread: a 32-bit program's pthread_join() aborts on a kernel built
+ * without CONFIG_COMPAT_32BIT_TIME.)
  */
 TEST_F(abi, reap_interrupted_by_signal)
 {
