@@ -243,8 +243,9 @@ uint32_t afs_idxstack_pop(struct afs_idxstack *s, _Atomic uint32_t *next_of);
 /* ---- usercopy.c -------------------------------------------------------- */
 
 /*
- * Copy @n segments of caller memory; returns the bytes copied before the
- * first unreadable one (so a short count means EFAULT).
+ * Copy @n segments of caller memory (any number: more than IOV_MAX go in
+ * parts); returns the bytes copied before the first unreadable one (so a
+ * short count means EFAULT).
  */
 size_t afs_copy_in(const struct iovec *dst, const struct iovec *src, int n);
 

@@ -648,21 +648,69 @@ static bool afs_sync_by_helper(const struct aiofsync_req *r, int *err)
 }
 
 /*
- * Submit @n iocbs (copies in @io, the program's pointers in @ptr). Returns
- * how many were queued; *err gets the error of the first one that was not.
+ * The arrays one pass of io_submit() works in, @cap entries each: the
+ * program's iocb pointers, copies of its iocbs, the segments that read them,
+ * and the device's requests.
  */
-static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
-			    const struct iocb *io, int n, int *err)
+struct afs_submit_buf {
+	int cap;
+	struct iocb **ptr;
+	struct iocb *io;
+	struct iovec *dst, *src;
+	struct aiofsync_req *reqs;
+};
+
+/*
+ * Arrays for a pass of @cap iocbs, in one allocation that the caller frees:
+ * the memory, or NULL.
+ *
+ * An io_submit() of many iocbs goes to the device in one call, as the
+ * system call queues its whole array under one block plug: the device then
+ * holds the flushes of the clean files' syncs until the call ends, and the
+ * syncs of one file gather into one flush. In 64-iocb passes the syncs of
+ * a file came apart: measured in the guest (6.1, ext4, bench W4, 3 rounds,
+ * the library's passes switched between runs), 10000 syncs in flight over
+ * 1000 files ran 1.87x as many syncs per second in one pass (one
+ * vfs_fsync_range() per sync before, one per two after, as with the raw
+ * ioctl), and over one file 1.19x.
+ */
+static void *afs_submit_buf_alloc(struct afs_submit_buf *b, int cap)
 {
-	struct aiofsync_req reqs[AFS_SUBMIT_BATCH];
+	size_t each = sizeof(*b->ptr) + sizeof(*b->io) + 2 * sizeof(*b->dst) +
+		      sizeof(*b->reqs);
+	char *mem = (size_t)cap <= SIZE_MAX / each ?
+		    malloc((size_t)cap * each) : NULL;
+
+	if (!mem)
+		return NULL;
+	/* Largest alignment first: every array stays aligned. */
+	b->cap = cap;
+	b->io = (struct iocb *)mem;
+	b->reqs = (struct aiofsync_req *)(b->io + cap);
+	b->dst = (struct iovec *)(b->reqs + cap);
+	b->src = b->dst + cap;
+	b->ptr = (struct iocb **)(b->src + cap);
+	return mem;
+}
+
+/*
+ * Submit the first @n iocbs of @b (their copies in b->io, the program's
+ * pointers in b->ptr) in one device call. Returns how many were queued;
+ * *err gets the error of the first one that was not.
+ */
+static int afs_submit_chunk(struct io_context *ctx, struct afs_submit_buf *b,
+			    int n, int *err)
+{
+	struct aiofsync_req *reqs = b->reqs;
 	int i, ready = 0, done = 0, got;
 
 	*err = 0;
 	for (i = 0; i < n; i++) {
-		*err = afs_iocb_to_req(&io[i], &reqs[i]);
+		*err = afs_iocb_to_req(&b->io[i], &reqs[i]);
 		if (*err)
 			break;
-		reqs[i].user_tag = afs_slot_get(ctx, ptr[i], io[i].aio_data);
+		reqs[i].user_tag = afs_slot_get(ctx, b->ptr[i],
+						b->io[i].aio_data);
 		if (!reqs[i].user_tag) {
 			*err = -EAGAIN;
 			break;
@@ -694,52 +742,75 @@ static int afs_submit_chunk(struct io_context *ctx, struct iocb *const *ptr,
 }
 
 /*
- * Read the program's iocb pointers and iocbs through afs_copy_in(): a NULL
- * or wild array gives -EFAULT, as the system call does, never SIGSEGV.
+ * Read @want of the program's iocb pointers at @ios, then the iocbs they
+ * point to, into @b, through afs_copy_in(): a NULL or wild array gives
+ * -EFAULT, as the system call does, never SIGSEGV. Returns how many iocbs
+ * were read: fewer than @want if a pointer or an iocb was unreadable.
+ */
+static int afs_submit_read(struct afs_submit_buf *b, struct iocb **ios,
+			   int want)
+{
+	int i, n;
+
+	/* One segment per pointer: a fault stops at the first bad one. */
+	for (i = 0; i < want; i++) {
+		b->dst[i].iov_base = &b->ptr[i];
+		b->dst[i].iov_len = sizeof(b->ptr[i]);
+		b->src[i].iov_base = ios + i;
+		b->src[i].iov_len = sizeof(b->ptr[i]);
+	}
+	n = (int)(afs_copy_in(b->dst, b->src, want) / sizeof(b->ptr[0]));
+	for (i = 0; i < n; i++) {
+		b->dst[i].iov_base = &b->io[i];
+		b->dst[i].iov_len = sizeof(b->io[i]);
+		b->src[i].iov_base = b->ptr[i];
+		b->src[i].iov_len = sizeof(b->io[i]);
+	}
+	return (int)(afs_copy_in(b->dst, b->src, n) / sizeof(b->io[0]));
+}
+
+/*
+ * Up to AFS_SUBMIT_BATCH iocbs pass through arrays on the stack; more, one
+ * pass from the heap, as many as the context has slots (the rest could only
+ * get -EAGAIN), or, without memory, passes of AFS_SUBMIT_BATCH.
  */
 static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
 {
 	struct iocb *ptr[AFS_SUBMIT_BATCH];
 	struct iocb io[AFS_SUBMIT_BATCH];
 	struct iovec dst[AFS_SUBMIT_BATCH], src[AFS_SUBMIT_BATCH];
+	struct aiofsync_req reqs[AFS_SUBMIT_BATCH];
+	struct afs_submit_buf b = {
+		.cap = AFS_SUBMIT_BATCH, .ptr = ptr, .io = io,
+		.dst = dst, .src = src, .reqs = reqs,
+	};
+	void *heap = NULL;
 	long done = 0;
-	int chunk, n, i, k, err = 0;
+	int want, n, k, err = 0;
 
 	if (nr < 0 || !afs_ctx_get(ctx))
 		return -EINVAL;
+	if (nr > AFS_SUBMIT_BATCH && ctx->nslots > AFS_SUBMIT_BATCH)
+		heap = afs_submit_buf_alloc(&b, nr < (long)ctx->nslots ?
+						(int)nr : (int)ctx->nslots);
 	while (done < nr) {
-		chunk = nr - done > AFS_SUBMIT_BATCH ? AFS_SUBMIT_BATCH :
-						       (int)(nr - done);
-		/* One segment per pointer: a fault stops at the first bad one. */
-		for (i = 0; i < chunk; i++) {
-			dst[i].iov_base = &ptr[i];
-			dst[i].iov_len = sizeof(ptr[i]);
-			src[i].iov_base = ios + done + i;
-			src[i].iov_len = sizeof(ptr[i]);
-		}
-		chunk = (int)(afs_copy_in(dst, src, chunk) / sizeof(ptr[0]));
-		if (!chunk) {
+		want = nr - done > b.cap ? b.cap : (int)(nr - done);
+		n = afs_submit_read(&b, ios + done, want);
+		if (!n) {
 			err = -EFAULT;
 			break;
 		}
-		for (i = 0; i < chunk; i++) {
-			dst[i].iov_base = &io[i];
-			dst[i].iov_len = sizeof(io[i]);
-			src[i].iov_base = ptr[i];
-			src[i].iov_len = sizeof(io[i]);
-		}
-		n = (int)(afs_copy_in(dst, src, chunk) / sizeof(io[0]));
-		k = afs_submit_chunk(ctx, ptr, io, n, &err);
+		k = afs_submit_chunk(ctx, &b, n, &err);
 		done += k;
 		if (k < n)
 			break;
-		if (n < chunk || chunk < AFS_SUBMIT_BATCH) {
+		if (n < want) {
 			/* A pointer or an iocb could not be read. */
-			if (done < nr)
-				err = -EFAULT;
+			err = -EFAULT;
 			break;
 		}
 	}
+	free(heap);
 	afs_ctx_put(ctx);
 	return done ? (int)done : err;
 }

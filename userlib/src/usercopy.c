@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <string.h>
 #include <unistd.h>
 #include <sys/uio.h>
@@ -60,12 +61,14 @@ static size_t afs_copy_pipe(const struct iovec *dst, const struct iovec *src,
 	return total;
 }
 
-size_t afs_copy_in(const struct iovec *dst, const struct iovec *src, int n)
+/* At most IOV_MAX segments: the limit of process_vm_readv(). */
+static size_t afs_copy_in_some(const struct iovec *dst,
+			       const struct iovec *src, int n)
 {
 	ssize_t ret;
 
 	if (!atomic_load_explicit(&afs_no_vm_readv, memory_order_relaxed)) {
-		/* dst and src have the same segment sizes, at most IOV_MAX. */
+		/* dst and src have the same segment sizes. */
 		ret = process_vm_readv(afs_getpid(), dst, n, src, n, 0);
 		if (ret >= 0)
 			return (size_t)ret;
@@ -76,4 +79,21 @@ size_t afs_copy_in(const struct iovec *dst, const struct iovec *src, int n)
 		atomic_store(&afs_no_vm_readv, true);
 	}
 	return afs_copy_pipe(dst, src, n);
+}
+
+size_t afs_copy_in(const struct iovec *dst, const struct iovec *src, int n)
+{
+	size_t total = 0, want, got;
+	int i, k, part;
+
+	for (i = 0; i < n; i += part) {
+		part = n - i < IOV_MAX ? n - i : IOV_MAX;
+		for (want = 0, k = i; k < i + part; k++)
+			want += src[k].iov_len;
+		got = afs_copy_in_some(dst + i, src + i, part);
+		total += got;
+		if (got < want)
+			break;
+	}
+	return total;
 }

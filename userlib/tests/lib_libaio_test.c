@@ -485,6 +485,111 @@ TEST_F(la, submit_partial)
 }
 
 /*
+ * A big io_submit() reaches the device in one call, as the system call
+ * queues its array under one plug: the syncs of clean files that it holds
+ * back gather, one flush per file for the whole call. (Passes of 64 iocbs
+ * gave a file a flush per pass, or more.) The files are made clean with
+ * fsync(2), so that no flush of the device is still under way for them.
+ */
+TEST_F(la, submit_many_syncs_one_flush_per_file)
+{
+	enum { F = 4, PER_FILE = 200, N = F * PER_FILE };
+	static struct iocb io[N];
+	static struct iocb *ios[N];
+	static struct io_event ev[N];
+	io_context_t big = NULL;
+	long long flushes, saved;
+	int fds[F], i;
+	char name[16];
+
+	for (i = 0; i < F; i++) {
+		snprintf(name, sizeof(name), "many%d", i);
+		fds[i] = lt_tmpfile(name, O_RDWR);
+		ASSERT_LE(0, fds[i]);
+		ASSERT_EQ(BS, pwrite(fds[i], self->buf, BS, 0));
+		ASSERT_EQ(0, fsync(fds[i]));
+	}
+	for (i = 0; i < N; i++) {
+		/* The files in turn: a pass of 64 would hold 16 of each. */
+		io_prep_fsync(&io[i], fds[i % F]);
+		io[i].data = (void *)(long)i;
+		ios[i] = &io[i];
+	}
+	ASSERT_EQ(0, io_setup(N, &big));
+	flushes = afs_stat("flushes");
+	saved = afs_stat("flushes_saved");
+	ASSERT_LE(0, flushes);
+	ASSERT_EQ(N, io_submit(big, N, ios));
+	for (i = 0; i < N; ) {
+		int n = io_getevents(big, 1, N - i, ev + i, &long_wait);
+
+		ASSERT_LT(0, n);
+		i += n;
+	}
+	for (i = 0; i < N; i++) {
+		EXPECT_EQ(0, ev[i].res);
+		EXPECT_EQ(&io[(long)ev[i].data], (struct iocb *)ev[i].obj);
+	}
+	EXPECT_EQ(F, afs_stat("flushes") - flushes);
+	EXPECT_EQ(N - F, afs_stat("flushes_saved") - saved);
+	EXPECT_EQ(0, io_destroy(big));
+	for (i = 0; i < F; i++)
+		close(fds[i]);
+}
+
+/*
+ * More iocbs than one process_vm_readv() reads (IOV_MAX segments): the
+ * count stops where the program's memory does, in the pointer array or in
+ * an iocb, past the first IOV_MAX as before it.
+ */
+TEST_F(la, submit_many_stops_at_fault)
+{
+	enum { N = 1500, CUT = 1100, BAD = 1200 };
+	static struct iocb io[N];
+	static struct io_event ev[N];
+	size_t page = (size_t)sysconf(_SC_PAGESIZE);
+	size_t len = (N * sizeof(struct iocb *) + page - 1) / page * page;
+	io_context_t big = NULL;
+	struct iocb **ios;
+	char *map;
+	int i, got;
+
+	/* The pointer array: its first CUT entries end at an unmapped page. */
+	map = mmap(NULL, 2 * len, PROT_READ | PROT_WRITE,
+		   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	ASSERT_NE(MAP_FAILED, map);
+	ASSERT_EQ(0, munmap(map + len, len));
+	ios = (struct iocb **)(map + len) - CUT;
+	for (i = 0; i < CUT; i++) {
+		io_prep_fsync(&io[i], self->fd);
+		ios[i] = &io[i];
+	}
+	ASSERT_EQ(0, io_setup(N, &big));
+	EXPECT_EQ(CUT, io_submit(big, N, ios));
+	for (got = 0; got < CUT; ) {
+		int n = io_getevents(big, 1, N, ev, &long_wait);
+
+		ASSERT_LT(0, n);
+		got += n;
+	}
+	/* Readable pointers, one of them NULL: stops there. */
+	ios = (struct iocb **)map;
+	for (i = 0; i < N; i++) {
+		io_prep_fsync(&io[i], self->fd);
+		ios[i] = i == BAD ? NULL : &io[i];
+	}
+	EXPECT_EQ(BAD, io_submit(big, N, ios));
+	for (got = 0; got < BAD; ) {
+		int n = io_getevents(big, 1, N, ev, &long_wait);
+
+		ASSERT_LT(0, n);
+		got += n;
+	}
+	EXPECT_EQ(0, io_destroy(big));
+	munmap(map, len);
+}
+
+/*
  * io_getevents() (io_pgetevents() with @mask) with nothing to reap: its
  * result, the milliseconds it took, and the longest wait it asked for.
  */

@@ -313,6 +313,30 @@ TEST(copy_in_faults)
 	munmap(none, 4096);
 }
 
+/* More segments than process_vm_readv() takes at once (IOV_MAX). */
+TEST(copy_in_past_iov_max)
+{
+	enum { N = 3000, BAD = 2500 };
+	static struct iovec d[N], s[N];
+	static char dst[N], src[N];
+	void *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
+			  -1, 0);
+	int i;
+
+	ASSERT_NE(MAP_FAILED, none);
+	for (i = 0; i < N; i++) {
+		src[i] = (char)i;
+		d[i] = (struct iovec){ &dst[i], 1 };
+		s[i] = (struct iovec){ &src[i], 1 };
+	}
+	EXPECT_EQ(N, afs_copy_in(d, s, N));
+	EXPECT_EQ(0, memcmp(dst, src, N));
+	/* Stops at the first unreadable one, in a later part too. */
+	s[BAD].iov_base = none;
+	EXPECT_EQ(BAD, afs_copy_in(d, s, N));
+	munmap(none, 4096);
+}
+
 /* ---- index stack ---- */
 
 TEST(idxstack)
