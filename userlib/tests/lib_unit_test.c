@@ -179,6 +179,14 @@ TEST(fallback_after_fork)
 	char c;
 	pid_t pid;
 
+#ifdef __SANITIZE_ADDRESS__
+	/*
+	 * GCC 12's AddressSanitizer allocator takes no lock around fork(): a
+	 * child forked while a helper allocates (one starting up) can hang in
+	 * calloc() (seen about 1 run in 10). glibc's malloc is fork-safe.
+	 */
+	SKIP(return, "AddressSanitizer's allocator is not fork-safe");
+#endif
 	ASSERT_EQ(0, pipe(p));
 	ASSERT_EQ(0, pipe(q));
 	ASSERT_EQ(0, afs_fb_submit(fb_req(p[0], AIOFSYNC_OP_READ, &c, 1, 1)));
