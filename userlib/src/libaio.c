@@ -829,12 +829,16 @@ static int afs_io_submit(io_context_t ctx, long nr, struct iocb **ios)
 
 static uint64_t afs_timeout_ns(const struct timespec *ts)
 {
+	int64_t sec;
 	uint64_t ns;
 
-	if (!ts || (int64_t)ts->tv_sec >= AFS_KTIME_SEC_MAX)
+	if (!ts)
 		return AIOFSYNC_TIMEOUT_INFINITE;
-	ns = (uint64_t)(int64_t)ts->tv_sec * AFS_NS_PER_SEC +
-	     (uint64_t)(int64_t)ts->tv_nsec;
+	/* A variable: with a 32-bit time_t the test is always false. */
+	sec = ts->tv_sec;
+	if (sec >= AFS_KTIME_SEC_MAX)
+		return AIOFSYNC_TIMEOUT_INFINITE;
+	ns = (uint64_t)sec * AFS_NS_PER_SEC + (uint64_t)(int64_t)ts->tv_nsec;
 	/* Negative as the kernel's s64: its timer has already expired. */
 	return ns > INT64_MAX ? 0 : ns;
 }
