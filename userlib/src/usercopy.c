@@ -74,9 +74,9 @@ static size_t afs_copy_in_some(const struct iovec *dst,
 			return (size_t)ret;
 		if (errno == EFAULT)
 			return 0;
-		if (errno != ENOSYS && errno != EPERM)
-			return 0;
-		atomic_store(&afs_no_vm_readv, true);
+		/* Denied for good; ENOMEM and the like for this call only. */
+		if (errno == ENOSYS || errno == EPERM)
+			atomic_store(&afs_no_vm_readv, true);
 	}
 	return afs_copy_pipe(dst, src, n);
 }

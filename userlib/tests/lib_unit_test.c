@@ -324,7 +324,7 @@ TEST(copy_in_faults)
 /* More segments than process_vm_readv() takes at once (IOV_MAX). */
 TEST(copy_in_past_iov_max)
 {
-	enum { N = 3000, BAD = 2500 };
+	enum { N = 3000, EARLY = 500, BAD = 2500 };
 	static struct iovec d[N], s[N];
 	static char dst[N], src[N];
 	void *none = mmap(NULL, 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS,
@@ -339,9 +339,12 @@ TEST(copy_in_past_iov_max)
 	}
 	EXPECT_EQ(N, afs_copy_in(d, s, N));
 	EXPECT_EQ(0, memcmp(dst, src, N));
-	/* Stops at the first unreadable one, in a later part too. */
+	/* Stops at the first unreadable one, in a later part too... */
 	s[BAD].iov_base = none;
 	EXPECT_EQ(BAD, afs_copy_in(d, s, N));
+	/* ...and in the first, the parts after it unread. */
+	s[EARLY].iov_base = none;
+	EXPECT_EQ(EARLY, afs_copy_in(d, s, N));
 	munmap(none, 4096);
 }
 
