@@ -705,11 +705,17 @@ TEST_F(posix, submit_makes_no_fcntl_once_open)
 {
 	struct sock_filter no_fcntl[] = {
 		BPF_STMT(BPF_LD | BPF_W | BPF_ABS, 0),	/* nr */
+#ifdef __NR_fcntl64
+		/* What a 32-bit glibc's fcntl() calls. */
+		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fcntl64, 1, 0),
+#endif
 		BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_fcntl, 0, 1),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
 		BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
 	};
-	struct sock_fprog prog = { 4, no_fcntl };
+	struct sock_fprog prog = {
+		sizeof(no_fcntl) / sizeof(no_fcntl[0]), no_fcntl
+	};
 
 	open_context(_metadata, self);
 	/* This thread only: the reaper thread is not filtered. */
